@@ -1,0 +1,184 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Module cut (see README "Layout"):
+//   CountersignWire    framing + hand-written protobuf codec + messages (no crypto, no database)
+//   CountersignPolicy  pure plan model, rules, intent check, explanations (no I/O)
+//   CountersignVerify  pure verification: DSSE PAE, signatures, RFC 6962, checkpoints
+//   CPKCS11            C shim over the system pkcs11.h, loading a module with dlopen
+//   CountersignSigner  PKCS#11 token access, DSSE signing, keyring and rotation
+//   CountersignLedger  PostgreSQL schema, append, Merkle tree, proofs, verification
+//   CountersignServer  NIO pipeline, mTLS + pins, auth, dispatch, configuration
+//   CountersignClient  async client for orchestrators, approvers, officers and auditors
+//   countersign        the command line (serve, plan, ledger, keys, override, drill, bench, demo)
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "countersign",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "countersign", targets: ["countersign"]),
+        .library(name: "CountersignClient", targets: ["CountersignClient"]),
+        .library(name: "CountersignVerify", targets: ["CountersignVerify"]),
+        .library(name: "CountersignPolicy", targets: ["CountersignPolicy"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+    ],
+    targets: [
+        .target(
+            name: "CountersignWire",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "CountersignPolicy",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "CountersignVerify",
+            dependencies: [
+                "CountersignWire",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "CPKCS11",
+            cSettings: [.unsafeFlags(["-I/usr/include/p11-kit-1"])],
+            linkerSettings: [.linkedLibrary("dl")]
+        ),
+        .target(
+            name: "CountersignSigner",
+            dependencies: [
+                "CPKCS11",
+                "CountersignWire",
+                "CountersignVerify",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "CountersignLedger",
+            dependencies: [
+                "CountersignWire",
+                "CountersignVerify",
+                "CountersignSigner",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "CountersignServer",
+            dependencies: [
+                "CountersignWire",
+                "CountersignPolicy",
+                "CountersignVerify",
+                "CountersignSigner",
+                "CountersignLedger",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "CountersignClient",
+            dependencies: [
+                "CountersignWire",
+                "CountersignVerify",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "countersign",
+            dependencies: [
+                "CountersignWire",
+                "CountersignPolicy",
+                "CountersignVerify",
+                "CountersignSigner",
+                "CountersignLedger",
+                "CountersignServer",
+                "CountersignClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CountersignWireTests",
+            dependencies: ["CountersignWire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")],
+            resources: [.copy("Vectors")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CountersignPolicyTests",
+            dependencies: ["CountersignPolicy"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CountersignVerifyTests",
+            dependencies: ["CountersignVerify", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CountersignSignerTests",
+            dependencies: ["CountersignSigner", "CountersignVerify", "CPKCS11"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CountersignLedgerTests",
+            dependencies: ["CountersignLedger", "CountersignVerify", "CountersignSigner", .product(name: "PostgresNIO", package: "postgres-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CountersignServerTests",
+            dependencies: [
+                "CountersignServer", "CountersignClient", "CountersignWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

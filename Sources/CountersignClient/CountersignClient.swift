@@ -1,0 +1,1 @@
+// CountersignClient: its code arrives with issue 2. See Package.swift for the module's job.

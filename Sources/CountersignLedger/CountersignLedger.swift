@@ -1,0 +1,1 @@
+// CountersignLedger: its code arrives with issue 5. See Package.swift for the module's job.

@@ -1,0 +1,1 @@
+// CountersignServer: its code arrives with issue 2. See Package.swift for the module's job.

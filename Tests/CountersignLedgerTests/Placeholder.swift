@@ -1,0 +1,1 @@
+// CountersignLedgerTests: tests arrive with issue 5.

@@ -1,0 +1,1 @@
+// CountersignPolicyTests: tests arrive with issue 3.

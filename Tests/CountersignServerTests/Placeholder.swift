@@ -1,0 +1,1 @@
+// CountersignServerTests: tests arrive with issue 2.

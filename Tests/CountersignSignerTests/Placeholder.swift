@@ -1,0 +1,1 @@
+// CountersignSignerTests: tests arrive with issue 4.

@@ -1,0 +1,1 @@
+// CountersignVerifyTests: tests arrive with issue 4.
