@@ -2,6 +2,7 @@
 import PackageDescription
 
 // Module cut (see README "Layout"):
+//   CountersignConfig  the YAML configuration file mapped onto value types
 //   CountersignWire    framing + hand-written protobuf codec + messages (no crypto, no database)
 //   CountersignPolicy  pure plan model, rules, intent check, explanations (no I/O)
 //   CountersignVerify  pure verification: DSSE PAE, signatures, RFC 6962, checkpoints
@@ -48,6 +49,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "CountersignConfig",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "CountersignPolicy",
             dependencies: [
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -73,6 +81,7 @@ let package = Package(
         .target(
             name: "CountersignSigner",
             dependencies: [
+                "CountersignConfig",
                 "CPKCS11",
                 "CountersignWire",
                 "CountersignVerify",
@@ -85,6 +94,7 @@ let package = Package(
         .target(
             name: "CountersignLedger",
             dependencies: [
+                "CountersignConfig",
                 "CountersignWire",
                 "CountersignVerify",
                 "CountersignSigner",
@@ -97,6 +107,7 @@ let package = Package(
         .target(
             name: "CountersignServer",
             dependencies: [
+                "CountersignConfig",
                 "CountersignWire",
                 "CountersignPolicy",
                 "CountersignVerify",
@@ -128,6 +139,7 @@ let package = Package(
         .executableTarget(
             name: "countersign",
             dependencies: [
+                "CountersignConfig",
                 "CountersignWire",
                 "CountersignPolicy",
                 "CountersignVerify",
@@ -148,6 +160,11 @@ let package = Package(
             name: "CountersignWireTests",
             dependencies: ["CountersignWire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")],
             resources: [.copy("Vectors")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CountersignConfigTests",
+            dependencies: ["CountersignConfig"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
