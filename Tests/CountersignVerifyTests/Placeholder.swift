@@ -1,1 +1,0 @@
-// CountersignVerifyTests: tests arrive with issue 4.
