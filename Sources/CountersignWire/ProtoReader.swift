@@ -161,6 +161,17 @@ public struct ProtoReader: Sendable {
         return try M(from: &nested)
     }
 
+    /// Merges another occurrence of a singular message field into `value`, as protobuf parsers do
+    /// when a message field appears more than once.
+    public mutating func mergeMessage<M: ProtoMessage>(_ wt: WireType, into value: inout M?) throws {
+        try expect(wt, .lengthDelimited)
+        let range = try readLengthDelimitedRange()
+        var nested = try ProtoReader(parent: self, start: range.lowerBound, end: range.upperBound)
+        var message = value ?? M()
+        try message.merge(from: &nested)
+        value = message
+    }
+
     // MARK: repeated scalars: packed or not, both are accepted (proto3 parsers must)
 
     private mutating func readRepeated<T>(_ wt: WireType, _ scalar: WireType, into values: inout [T],
@@ -231,6 +242,11 @@ extension ProtoMessage {
     /// Decodes the rest of `reader` as this message.
     public init(from reader: inout ProtoReader) throws {
         self.init()
+        try merge(from: &reader)
+    }
+
+    /// Decodes the rest of `reader` into this message: fields present overwrite, repeated ones append.
+    public mutating func merge(from reader: inout ProtoReader) throws {
         while let (number, wireType) = try reader.nextField() {
             do {
                 if try !decodeField(number, wireType, from: &reader) {

@@ -110,6 +110,13 @@ public struct ProtoWriter: Sendable {
     public mutating func write<M: ProtoMessage>(_ field: Int, messages values: [M]) {
         for v in values { writeNested(field, v) }
     }
+    /// Unpacked (one tag per element), for fields declared `[packed = false]`.
+    public mutating func write(_ field: Int, unpackedInt32 values: [Int32]) {
+        for v in values { writeTag(field, .varint); writeVarint(UInt64(bitPattern: Int64(v))) }
+    }
+    public mutating func write(_ field: Int, unpackedUInt64 values: [UInt64]) {
+        for v in values { writeTag(field, .varint); writeVarint(v) }
+    }
     /// Packed, as proto3 does by default for repeated scalars.
     public mutating func write(_ field: Int, packedUInt64 values: [UInt64]) {
         writePacked(field, values) { w, v in w.writeVarint(v) }
