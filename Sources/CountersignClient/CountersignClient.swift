@@ -1,1 +1,271 @@
-// CountersignClient: its code arrives with issue 2. See Package.swift for the module's job.
+public import CountersignWire
+import CountersignVerify
+import NIOConcurrencyHelpers
+public import NIOCore
+public import NIOPosix
+import NIOSSL
+import NIOTLS
+
+/// How to reach and authenticate a Countersign server.
+public struct ClientConfiguration: Sendable, Hashable {
+    public var host: String
+    public var port: Int
+    /// This client's certificate (PEM); its key's SHA-256 SPKI must be pinned on the server.
+    public var certificatePath: String
+    /// This client's private key (PEM).
+    public var privateKeyPath: String
+    /// CA certificate(s) the server's certificate must chain to (PEM).
+    public var trustRootsPath: String
+    /// SHA-256 of the server's SubjectPublicKeyInfo, lowercase hex: the server is pinned too.
+    public var serverSPKISHA256: String
+    /// Name checked against the server certificate. Default `localhost`.
+    public var serverHostname: String
+    /// Deadline sent with calls that name none. Default 10 s.
+    public var defaultDeadline: Duration
+    /// Time allowed to connect and complete the handshake. Default 5 s.
+    public var connectTimeout: Duration
+    /// Largest reply frame accepted. Default 4 MiB.
+    public var maxFrameBytes: Int
+
+    public init(host: String, port: Int, certificatePath: String, privateKeyPath: String, trustRootsPath: String,
+                serverSPKISHA256: String, serverHostname: String = "localhost", defaultDeadline: Duration = .seconds(10),
+                connectTimeout: Duration = .seconds(5), maxFrameBytes: Int = Frame.defaultMaxBytes) {
+        self.host = host
+        self.port = port
+        self.certificatePath = certificatePath
+        self.privateKeyPath = privateKeyPath
+        self.trustRootsPath = trustRootsPath
+        self.serverSPKISHA256 = serverSPKISHA256.lowercased()
+        self.serverHostname = serverHostname
+        self.defaultDeadline = defaultDeadline
+        self.connectTimeout = connectTimeout
+        self.maxFrameBytes = maxFrameBytes
+    }
+}
+
+/// A connection to a Countersign server over mutual TLS (TLS 1.3, both sides pinned), carrying
+/// many calls at once, matched by `call_id`.
+///
+/// A call that the server answers with a non-OK status throws that ``Status`` (its `code` is the
+/// gRPC code; a standby's `activeAddress` names the active node). A closed connection fails every
+/// call in flight with `UNAVAILABLE`.
+public final class CountersignClient: Sendable {
+    private let channel: any Channel
+    public let configuration: ClientConfiguration
+
+    private init(channel: any Channel, configuration: ClientConfiguration) {
+        self.channel = channel
+        self.configuration = configuration
+    }
+
+    /// Connects and completes the handshake.
+    /// - Throws: a ``Status`` with `UNAVAILABLE` when the server cannot be reached or refuses the
+    ///   handshake (its message says why), or an error loading the certificates.
+    public static func connect(_ configuration: ClientConfiguration,
+                               group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> CountersignClient {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv13
+        tls.maximumTLSVersion = .tlsv13
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(configuration.trustRootsPath))
+        tls.certificateChain = try NIOSSLCertificate.fromPEMFile(configuration.certificatePath).map { .certificate($0) }
+        tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: configuration.privateKeyPath, format: .pem))
+        let context = try NIOSSLContext(configuration: tls)
+        let pin = configuration.serverSPKISHA256
+        let hostname = configuration.serverHostname
+        let maxFrame = configuration.maxFrameBytes
+        let timeoutMs = Int64(configuration.connectTimeout.components.seconds * 1000
+                              + configuration.connectTimeout.components.attoseconds / 1_000_000_000_000_000)
+
+        let bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(.milliseconds(timeoutMs))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let ssl = try NIOSSLClientHandler._makeSSLClientHandler(context: context, serverHostname: hostname) { certificate, channel in
+                        do {
+                            let actual = KeyID.of(spkiDER: try certificate.extractPublicKey().toSPKIBytes())
+                            guard actual == pin else {
+                                return channel.eventLoop.makeFailedFuture(Status(.unauthenticated, "server key \(actual) is not the pinned \(pin)"))
+                            }
+                            return channel.eventLoop.makeSucceededVoidFuture()
+                        } catch {
+                            return channel.eventLoop.makeFailedFuture(error)
+                        }
+                    }
+                    try channel.pipeline.syncOperations.addHandler(ssl)
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrame)))
+                    try channel.pipeline.syncOperations.addHandler(ClientCallHandler())
+                }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: configuration.host, port: configuration.port).get()
+        } catch {
+            throw Status(.unavailable, "cannot connect to \(configuration.host):\(configuration.port): \(error)")
+        }
+        // Wait for the handshake: a refused certificate must fail here, not on the first call.
+        let handshake = channel.eventLoop.makePromise(of: Void.self)
+        channel.pipeline.handler(type: ClientCallHandler.self).whenComplete { result in
+            switch result {
+            case .success(let handler): handler.notifyHandshake(handshake)
+            case .failure(let error): handshake.fail(error)
+            }
+        }
+        let timeout = channel.eventLoop.scheduleTask(in: .milliseconds(timeoutMs)) {
+            handshake.fail(Status(.unavailable, "TLS handshake did not complete within \(timeoutMs) ms"))
+        }
+        do {
+            try await handshake.futureResult.get()
+            timeout.cancel()
+        } catch {
+            timeout.cancel()
+            try? await channel.close()
+            if let status = error as? Status { throw status }
+            throw Status(.unavailable, "TLS handshake with \(configuration.host):\(configuration.port) failed: \(error)")
+        }
+        return CountersignClient(channel: channel, configuration: configuration)
+    }
+
+    /// Sends one call and waits for its reply body.
+    /// - Parameter deadline: sent to the server as `deadline_ms`; the client stops waiting shortly after.
+    /// - Throws: the server's ``Status`` when it is not OK; `UNAVAILABLE` when the connection closes;
+    ///   `DEADLINE_EXCEEDED` when no reply arrives in time.
+    public func call(method: String, body: [UInt8], deadline: Duration? = nil) async throws -> [UInt8] {
+        let deadline = deadline ?? configuration.defaultDeadline
+        let ms = UInt32(clamping: deadline.components.seconds * 1000 + deadline.components.attoseconds / 1_000_000_000_000_000)
+        let promise = channel.eventLoop.makePromise(of: Envelope.self)
+        let request = Envelope(callID: 0, method: method, body: body, deadlineMs: max(ms, 1))
+        channel.writeAndFlush(OutboundCall(envelope: request, promise: promise)).cascadeFailure(to: promise)
+        // The server answers by the deadline; allow it a little more before giving up here.
+        let timeout = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(ms) + 1000)) {
+            promise.fail(Status(.deadlineExceeded, "no reply within \(ms) ms"))
+        }
+        defer { timeout.cancel() }
+        let reply: Envelope
+        do {
+            reply = try await promise.futureResult.get()
+        } catch let status as Status {
+            throw status
+        } catch {
+            throw Status(.unavailable, "connection failed: \(error)")
+        }
+        let status = reply.status ?? .ok
+        guard status.code == .ok else { throw status }
+        return reply.body
+    }
+
+    /// Sends a typed request and decodes the typed reply.
+    public func call<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: String, _ request: Request, as: Response.Type = Response.self, deadline: Duration? = nil
+    ) async throws -> Response {
+        let body = try await call(method: method, body: request.protobufBytes(), deadline: deadline)
+        do {
+            return try Response(protobuf: body)
+        } catch {
+            throw Status(.internal, "unparsable \(Response.protoName) from the server: \(error)")
+        }
+    }
+
+    /// `Audit.Health`: the node's name, role (active or standby), version and state.
+    public func health(deadline: Duration? = nil) async throws -> HealthResponse {
+        try await call(Method.health, HealthRequest(), deadline: deadline)
+    }
+
+    /// Closes the connection; calls in flight fail with `UNAVAILABLE`.
+    public func close() async {
+        try? await channel.close()
+    }
+
+    /// Whether the connection is still open.
+    public var isActive: Bool { channel.isActive }
+}
+
+/// A request on its way out, with the promise its reply completes.
+struct OutboundCall {
+    var envelope: Envelope
+    let promise: EventLoopPromise<Envelope>
+}
+
+/// Assigns call ids, matches replies to calls, and fails every pending call when the connection
+/// ends or the server answers with `call_id` 0 (a connection-level error).
+final class ClientCallHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = OutboundCall
+    typealias OutboundOut = ByteBuffer
+
+    private var nextCallID: UInt64 = 1
+    private var pending: [UInt64: EventLoopPromise<Envelope>] = [:]
+    private var handshakeDone = false
+    private var handshakeWaiter: EventLoopPromise<Void>?
+    private var failure: Status?
+    private var receivedAny = false
+
+    func notifyHandshake(_ promise: EventLoopPromise<Void>) {
+        if handshakeDone { promise.succeed() }
+        else if let failure { promise.fail(failure) }
+        else { handshakeWaiter = promise }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
+            handshakeDone = true
+            handshakeWaiter?.succeed()
+            handshakeWaiter = nil
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        var call = unwrapOutboundIn(data)
+        if let failure {
+            call.promise.fail(failure)
+            promise?.fail(failure)
+            return
+        }
+        let id = nextCallID
+        nextCallID += 1
+        call.envelope.callID = id
+        pending[id] = call.promise
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        Frame.write(call.envelope, into: &buffer)
+        context.write(wrapOutboundOut(buffer), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var frame = unwrapInboundIn(data)
+        let bytes = frame.readBytes(length: frame.readableBytes) ?? []
+        guard let envelope = try? Envelope(protobuf: bytes) else {
+            failAll(Status(.internal, "unparsable envelope from the server"))
+            context.close(promise: nil)
+            return
+        }
+        if envelope.callID == 0 {
+            failAll(envelope.status ?? Status(.unknown, "connection-level error without a status"))
+            return
+        }
+        receivedAny = true
+        pending.removeValue(forKey: envelope.callID)?.succeed(envelope)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let status = (error as? Status) ?? Status(.unavailable, "connection error: \(error)")
+        failAll(status)
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(failure ?? Status(.unavailable, receivedAny
+            ? "connection closed by the server"
+            : "connection closed by the server before any reply (was this client's certificate refused? its key must be pinned on the server)"))
+        context.fireChannelInactive()
+    }
+
+    private func failAll(_ status: Status) {
+        if failure == nil { failure = status }
+        handshakeWaiter?.fail(status)
+        handshakeWaiter = nil
+        let calls = pending
+        pending.removeAll()
+        for promise in calls.values { promise.fail(status) }
+    }
+}

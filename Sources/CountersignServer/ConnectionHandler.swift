@@ -1,0 +1,282 @@
+import CountersignConfig
+import CountersignWire
+import Logging
+import Metrics
+import NIOCore
+import NIOSSL
+import NIOTLS
+
+/// Sent down every connection's pipeline when the server begins to shut down: calls in flight
+/// finish, new calls are refused with `UNAVAILABLE`, and the connection closes once idle.
+struct DrainEvent: Sendable {}
+
+/// Per-connection state shared by the TLS pin check and the connection handler. Only touched on the
+/// connection's event loop.
+final class ConnectionIdentity: @unchecked Sendable {
+    var principal: Principal?
+    var rejection: HandshakeRejection?
+}
+
+/// Serves one connection: frames in, envelopes decoded, calls routed (many in flight, matched by
+/// `call_id`), replies framed out. Enforces the handshake timeout, the idle timeout (a connection
+/// that completes no frame in time is closed however many bytes trickle in), the per-connection
+/// call limit and call deadlines.
+final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let identity: ConnectionIdentity
+    private let router: Router
+    private let limits: LimitSettings
+    private var logger: Logger
+    private let handshakeFailures: @Sendable (HandshakeRejection) -> Void
+
+    private var handshakeDone = false
+    private var handshakeTimer: Scheduled<Void>?
+    private var idleTimer: Scheduled<Void>?
+    private var inFlight: [UInt64: Scheduled<Void>] = [:]
+    private var draining = false
+    private var closing = false
+    private var pendingFlush = false
+
+    init(identity: ConnectionIdentity, router: Router, limits: LimitSettings, logger: Logger,
+         handshakeFailures: @escaping @Sendable (HandshakeRejection) -> Void) {
+        self.identity = identity
+        self.router = router
+        self.limits = limits
+        self.logger = logger
+        self.handshakeFailures = handshakeFailures
+    }
+
+    // MARK: lifecycle
+
+    func channelActive(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
+        handshakeTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(limits.handshakeTimeoutMs))) {
+            let handler = loopBound.value
+            guard !handler.handshakeDone else { return }
+            handler.rejectHandshake(.timeout, detail: "no completed handshake within \(handler.limits.handshakeTimeoutMs) ms", context: ctx.value)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        handshakeTimer?.cancel()
+        idleTimer?.cancel()
+        for timer in inFlight.values { timer.cancel() }
+        inFlight.removeAll()
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
+            handshakeDone = true
+            handshakeTimer?.cancel()
+            guard let principal = identity.principal else {
+                // The pin check runs inside the handshake; reaching here without a principal is a bug.
+                rejectHandshake(.unpinnedKey, detail: "handshake completed without a pinned principal", context: context)
+                return
+            }
+            logger[metadataKey: "cs.principal"] = "\(principal.id)"
+            logger.debug("connection authenticated", metadata: ["cs.role": "\(principal.role.rawValue)"])
+            armIdleTimer(context: context)
+        } else if event is DrainEvent {
+            draining = true
+            if inFlight.isEmpty { close(context: context) }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let frameError = error as? FrameError {
+            logger.notice("refusing frame; closing connection", metadata: ["cs.reason": "\(frameError)"])
+            fail(context: context, status: frameError.status)
+            return
+        }
+        if !handshakeDone {
+            let reason = identity.rejection ?? HandshakeRejection.classify(error)
+            rejectHandshake(reason, detail: String(describing: error), context: context)
+            return
+        }
+        if error is IOError || (error as? NIOSSLError) == .uncleanShutdown {
+            logger.debug("connection I/O error", metadata: ["cs.error": "\(error)"])
+        } else {
+            logger.notice("connection error; closing", metadata: ["cs.error": "\(String(reflecting: error))"])
+        }
+        close(context: context)
+    }
+
+    private func rejectHandshake(_ reason: HandshakeRejection, detail: String, context: ChannelHandlerContext) {
+        guard !closing else { return }
+        identity.rejection = reason
+        handshakeFailures(reason)
+        logger.warning("TLS handshake refused", metadata: [
+            "cs.reason": "\(reason.rawValue)", "cs.detail": "\(detail)",
+            "cs.peer": "\(context.remoteAddress?.description ?? "?")",
+        ])
+        close(context: context)
+    }
+
+    // MARK: frames
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing, let principal = identity.principal else { return }
+        var frame = unwrapInboundIn(data)
+        armIdleTimer(context: context)
+        let bytes = frame.readBytes(length: frame.readableBytes) ?? []
+        let envelope: Envelope
+        do {
+            envelope = try Envelope(protobuf: bytes, limits: ProtoLimits(maxMessageBytes: limits.maxFrameBytes))
+        } catch {
+            logger.notice("unparsable envelope; closing connection", metadata: ["cs.error": "\(error)"])
+            fail(context: context, status: Status(.invalidArgument, "unparsable envelope: \(error)"))
+            return
+        }
+        let callID = envelope.callID
+        if draining {
+            reply(context: context, callID: callID, status: Status(.unavailable, "the server is shutting down; retry on a new connection"))
+            return
+        }
+        guard inFlight[callID] == nil else {
+            reply(context: context, callID: callID, status: Status(.invalidArgument, "call_id \(callID) is already in flight"))
+            return
+        }
+        guard inFlight.count < limits.maxCallsPerConnection else {
+            reply(context: context, callID: callID, status: Status(.resourceExhausted, "more than \(limits.maxCallsPerConnection) calls in flight"))
+            return
+        }
+        guard let route = router.route(for: envelope.method) else {
+            reply(context: context, callID: callID, status: Status(.unimplemented, "unknown method '\(envelope.method)'"))
+            return
+        }
+        let deadlineMs = envelope.deadlineMs == 0 ? limits.defaultDeadlineMs : Int(envelope.deadlineMs)
+        var callLogger = logger
+        callLogger[metadataKey: "cs.method"] = "\(envelope.method)"
+        callLogger[metadataKey: "cs.call_id"] = "\(callID)"
+        let call = CallContext(principal: principal, method: envelope.method, callID: callID,
+                               deadline: .now + .milliseconds(deadlineMs), logger: callLogger)
+        if let roles = route.roles, !roles.contains(principal.role) {
+            let status = Status(.permissionDenied, "\(principal.role.rawValue) '\(principal.id)' may not call \(envelope.method)")
+            callLogger.notice("call refused", metadata: ["cs.reason": "\(status.message)"])
+            reply(context: context, callID: callID, status: status)
+            if let onRefusal = router.onRefusal { Task { await onRefusal(call, status) } }
+            return
+        }
+        switch route.handler {
+        case .inline(let handler):
+            do {
+                reply(context: context, callID: callID, body: try handler(envelope.body, call))
+            } catch {
+                reply(context: context, callID: callID, status: status(for: error, call: call))
+            }
+        case .async(let handler):
+            start(handler, body: envelope.body, call: call, deadlineMs: deadlineMs, context: context)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushIfNeeded(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    // MARK: calls
+
+    private func start(_ handler: @escaping @Sendable ([UInt8], CallContext) async throws -> [UInt8],
+                       body: [UInt8], call: CallContext, deadlineMs: Int, context: ChannelHandlerContext) {
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let ctx = NIOLoopBound(context, eventLoop: loop)
+        let callID = call.callID
+        let task = Task {
+            let result: Result<[UInt8], any Error>
+            do { result = .success(try await handler(body, call)) } catch { result = .failure(error) }
+            loop.execute {
+                let handler = bound.value
+                guard let timer = handler.inFlight.removeValue(forKey: callID) else { return }  // deadline won
+                timer.cancel()
+                switch result {
+                case .success(let bytes): handler.reply(context: ctx.value, callID: callID, body: bytes)
+                case .failure(let error): handler.reply(context: ctx.value, callID: callID, status: handler.status(for: error, call: call))
+                }
+                handler.flushIfNeeded(context: ctx.value)
+                handler.afterCall(context: ctx.value)
+            }
+        }
+        inFlight[callID] = loop.scheduleTask(in: .milliseconds(Int64(deadlineMs))) {
+            let handler = bound.value
+            guard handler.inFlight.removeValue(forKey: callID) != nil else { return }
+            task.cancel()
+            call.logger.notice("deadline exceeded", metadata: ["cs.deadline_ms": "\(deadlineMs)"])
+            handler.reply(context: ctx.value, callID: callID, status: Status(.deadlineExceeded, "no answer within \(deadlineMs) ms"))
+            handler.flushIfNeeded(context: ctx.value)
+            handler.afterCall(context: ctx.value)
+        }
+    }
+
+    private func afterCall(context: ChannelHandlerContext) {
+        if draining && inFlight.isEmpty { close(context: context) }
+    }
+
+    private func status(for error: any Error, call: CallContext) -> Status {
+        let status = Status.from(error)
+        if status.code == .internal {
+            call.logger.error("call failed", metadata: ["cs.error": "\(String(reflecting: error))"])
+        }
+        return status
+    }
+
+    // MARK: writing
+
+    private func reply(context: ChannelHandlerContext, callID: UInt64, body: [UInt8]) {
+        write(context: context, Envelope(callID: callID, body: body, status: .ok))
+    }
+
+    private func reply(context: ChannelHandlerContext, callID: UInt64, status: Status) {
+        write(context: context, Envelope(callID: callID, status: status))
+    }
+
+    private func write(context: ChannelHandlerContext, _ envelope: Envelope) {
+        guard !closing else { return }
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        Frame.write(envelope, into: &buffer)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        pendingFlush = true
+    }
+
+    private func flushIfNeeded(context: ChannelHandlerContext) {
+        if pendingFlush {
+            pendingFlush = false
+            context.flush()
+        }
+    }
+
+    /// Answers with `call_id` 0 and closes: for input that breaks the framing or the envelope.
+    private func fail(context: ChannelHandlerContext, status: Status) {
+        write(context: context, Envelope(callID: 0, status: status))
+        flushIfNeeded(context: context)
+        close(context: context)
+    }
+
+    private func close(context: ChannelHandlerContext) {
+        guard !closing else { return }
+        closing = true
+        idleTimer?.cancel()
+        context.close(promise: nil)
+    }
+
+    private func armIdleTimer(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
+        idleTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(limits.idleTimeoutMs))) {
+            let handler = bound.value
+            if handler.inFlight.isEmpty {
+                handler.logger.info("closing idle connection", metadata: ["cs.idle_timeout_ms": "\(handler.limits.idleTimeoutMs)"])
+                handler.close(context: ctx.value)
+            } else {
+                handler.armIdleTimer(context: ctx.value)
+            }
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// CountersignServer: its code arrives with issue 2. See Package.swift for the module's job.

@@ -1,0 +1,49 @@
+import ArgumentParser
+import CountersignConfig
+import CountersignServer
+import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a Countersign node: the mTLS framed-protobuf server.",
+        discussion: """
+            Reads the configuration (--config, $COUNTERSIGN_CONFIG or .local/countersign.yaml), listens on \
+            node.listen, and accepts only clients whose certificate chains to tls.client_ca and whose key \
+            is pinned in principals. Logs are JSON lines on standard error. SIGTERM or SIGINT shut it down \
+            gracefully: calls in flight finish, new ones are refused.
+            """)
+
+    @OptionGroup var config: ConfigOption
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        let path = try config.resolvedPath()
+        let configuration: CountersignConfiguration
+        do {
+            configuration = try CountersignConfiguration.load(path: path)
+        } catch let error as ConfigurationError {
+            throw ValidationError("invalid configuration: \(error)")
+        }
+        LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
+        var logger = Logger(label: "countersign")
+        logger[metadataKey: "cs.node"] = "\(configuration.node.name)"
+
+        var router = Router()
+        let advertise = configuration.node.advertise
+        router.registerHealth(node: configuration.node) {
+            NodeState(role: "active", activeAddress: advertise)
+        }
+        let server = try WireServer(configuration: configuration, router: router, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: server)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+    }
+}
