@@ -1,1 +1,0 @@
-// CountersignServerTests: tests arrive with issue 2.

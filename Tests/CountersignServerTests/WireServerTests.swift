@@ -1,0 +1,217 @@
+import CountersignClient
+import CountersignConfig
+@testable import CountersignServer
+import CountersignWire
+import Foundation
+import NIOCore
+import NIOSSL
+import Testing
+
+@Suite(.serialized) struct WireServerTests {
+    @Test func healthOverMutualTLS() async throws {
+        let server = try await TestServer.start()
+        let client = try await server.client("orchestrator")
+        let health = try await client.health()
+        #expect(health.node == server.configuration.node.name)
+        #expect(health.role == "active")
+        #expect(health.version == CountersignServerVersion.string)
+        #expect(health.principal == "orchestrator")
+        await client.close()
+        try await server.stop()
+    }
+
+    enum Negative: String, CaseIterable, Sendable {
+        case noClientCertificate, otherCA, unpinned, tls12Only, plaintext
+    }
+
+    @Test(arguments: Negative.allCases)
+    func refusedHandshakesAreLoggedWithTheirReason(_ negative: Negative) async throws {
+        let server = try await TestServer.start()
+        let expected: HandshakeRejection
+        let connection: RawConnection
+        switch negative {
+        case .noClientCertificate:
+            expected = .noClientCertificate
+            connection = try await RawConnection.connect(port: server.port, tls: try RawConnection.tlsConfiguration(identity: nil))
+        case .otherCA:
+            expected = .unknownCA
+            connection = try await RawConnection.connect(port: server.port, identity: "rogue-client")
+        case .unpinned:
+            expected = .unpinnedKey
+            connection = try await RawConnection.connect(port: server.port, identity: "unpinned")
+        case .tls12Only:
+            expected = .tlsVersion
+            var tls = try RawConnection.tlsConfiguration(identity: "orchestrator")
+            tls.minimumTLSVersion = .tlsv12
+            tls.maximumTLSVersion = .tlsv12
+            connection = try await RawConnection.connect(port: server.port, tls: tls)
+        case .plaintext:
+            expected = .notTLS
+            connection = try await RawConnection.connect(port: server.port, tls: nil)
+            try await connection.send(Frame.bytes(of: Envelope(callID: 1, method: Method.health)))
+        }
+        // Whatever the client sent, a refused peer must never get a reply frame, and is cut off.
+        try? await connection.send(Frame.bytes(of: Envelope(callID: 1, method: Method.health)))
+        #expect(await connection.closed(within: .seconds(5)))
+        #expect(await server.eventually { !server.logs.handshakeRejections().isEmpty })
+        #expect(server.logs.handshakeRejections() == [expected.rawValue], "logged once, with its reason")
+        if negative != .plaintext {
+            #expect(try connection.envelopes().isEmpty)
+        }
+        await connection.close()
+        try await server.stop()
+    }
+
+    @Test func theRealClientIsRefusedWhenUnpinned() async throws {
+        let server = try await TestServer.start()
+        await #expect(throws: Status.self) {
+            let client = try await server.client("unpinned")
+            _ = try await client.health()
+        }
+        try await server.stop()
+    }
+
+    @Test func clientRefusesAServerWithAnotherKey() async throws {
+        let server = try await TestServer.start()
+        var configuration = try server.clientConfiguration("orchestrator")
+        configuration.serverSPKISHA256 = String(repeating: "0", count: 64)
+        let error = await #expect(throws: Status.self) { _ = try await CountersignClient.connect(configuration) }
+        #expect(error?.code == .unavailable || error?.code == .unauthenticated)
+        try await server.stop()
+    }
+
+    @Test func handshakeTimeoutCutsOffASilentPeer() async throws {
+        let server = try await TestServer.start { $0.handshakeTimeoutMs = 200 }
+        let connection = try await RawConnection.connect(port: server.port, tls: nil)
+        #expect(await connection.closed(within: .seconds(3)))
+        #expect(server.logs.handshakeRejections() == [HandshakeRejection.timeout.rawValue])
+        try await server.stop()
+    }
+
+    @Test func slowDripClientIsCutOffByTheIdleTimeout() async throws {
+        let server = try await TestServer.start { $0.idleTimeoutMs = 300 }
+        let connection = try await RawConnection.connect(port: server.port, identity: "orchestrator")
+        let frame = Frame.bytes(of: Envelope(callID: 1, method: Method.health))
+        let start = ContinuousClock.now
+        // One byte every 50 ms never completes a frame in time; the server must not wait forever.
+        for byte in frame + [UInt8](repeating: 0, count: 100) {
+            if !connection.channel.isActive { break }
+            try? await connection.send([byte])
+            try await Task.sleep(for: .milliseconds(50))
+            if ContinuousClock.now - start > .seconds(5) { break }
+        }
+        #expect(await connection.closed(within: .seconds(2)))
+        #expect(ContinuousClock.now - start < .seconds(4))
+        try await server.stop()
+    }
+
+    @Test func oversizeFrameIsRefusedFromItsHeader() async throws {
+        let server = try await TestServer.start { $0.maxFrameBytes = 1024 }
+        let connection = try await RawConnection.connect(port: server.port, identity: "orchestrator")
+        // The header alone announces 1025 bytes; the server must answer without waiting for them.
+        try await connection.send([0, 0, 0, 0x04, 0x01])
+        #expect(await connection.closed(within: .seconds(3)))
+        let replies = try connection.envelopes()
+        #expect(replies.count == 1)
+        #expect(replies.first?.callID == 0)
+        #expect(replies.first?.status?.code == .resourceExhausted)
+        try await server.stop()
+    }
+
+    @Test func nonZeroFlagsAndGarbageEnvelopesGetCallIDZeroAndAClose() async throws {
+        let server = try await TestServer.start()
+        for bad in [[UInt8]([1, 0, 0, 0, 0]), [0, 0, 0, 0, 3, 0xff, 0xff, 0xff], [0, 0, 0, 0, 2, 0x12, 0x05]] {
+            let connection = try await RawConnection.connect(port: server.port, identity: "orchestrator")
+            try await connection.send(bad)
+            #expect(await connection.closed(within: .seconds(3)))
+            let replies = try connection.envelopes()
+            #expect(replies.map(\.callID) == [0])
+            #expect(replies.first?.status?.code == .invalidArgument)
+        }
+        try await server.stop()
+    }
+
+    @Test func invalidBodyUnknownMethodAndPermissionKeepTheConnectionOpen() async throws {
+        let server = try await TestServer.start { _ in } routes: { $0.registerEcho() }
+        let client = try await server.client("orchestrator")
+        let invalid = await #expect(throws: Status.self) {
+            _ = try await client.call(method: Method.health, body: [0x0f])  // wire type 7
+        }
+        #expect(invalid?.code == .invalidArgument)
+        let unknown = await #expect(throws: Status.self) {
+            _ = try await client.call(method: "/countersign.v1.Audit/Nope", body: [])
+        }
+        #expect(unknown?.code == .unimplemented)
+        let denied = await #expect(throws: Status.self) {
+            _ = try await client.call(Router.officersOnlyMethod, EchoRequest(payload: [1]), as: EchoRequest.self)
+        }
+        #expect(denied?.code == .permissionDenied)
+        // Still open and working.
+        #expect(try await client.health().principal == "orchestrator")
+        let officer = try await server.client("officer-1")
+        #expect(try await officer.call(Router.officersOnlyMethod, EchoRequest(payload: [7]), as: EchoRequest.self).payload == [7])
+        await client.close()
+        await officer.close()
+        try await server.stop()
+    }
+
+    @Test func thousandConcurrentCallsOnOneConnection() async throws {
+        let server = try await TestServer.start { _ in } routes: { $0.registerEcho() }
+        let client = try await server.client("orchestrator")
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for i in 0..<1000 {
+                group.addTask {
+                    let payload = Array("call-\(i)".utf8)
+                    let reply = try await client.call(Router.echoMethod, EchoRequest(payload: payload, delayMs: UInt32(i % 7)), as: EchoRequest.self)
+                    return reply.payload == payload
+                }
+            }
+            var correct = 0
+            for try await ok in group where ok { correct += 1 }
+            #expect(correct == 1000)
+        }
+        await client.close()
+        try await server.stop()
+    }
+
+    @Test func deadlineExceeded() async throws {
+        let server = try await TestServer.start { _ in } routes: { $0.registerEcho() }
+        let client = try await server.client("orchestrator")
+        let error = await #expect(throws: Status.self) {
+            _ = try await client.call(Router.echoMethod, EchoRequest(payload: [1], delayMs: 3000), as: EchoRequest.self,
+                                      deadline: .milliseconds(100))
+        }
+        #expect(error?.code == .deadlineExceeded)
+        #expect(try await client.health().principal == "orchestrator")
+        await client.close()
+        try await server.stop()
+    }
+
+    @Test func gracefulShutdownFinishesCallsInFlightAndRefusesNewOnes() async throws {
+        let server = try await TestServer.start { _ in } routes: { $0.registerEcho() }
+        let client = try await server.client("orchestrator")
+        async let slow = client.call(Router.echoMethod, EchoRequest(payload: [42], delayMs: 600), as: EchoRequest.self)
+        try await Task.sleep(for: .milliseconds(100))
+        server.server.shutdown()
+        try await Task.sleep(for: .milliseconds(100))
+        let refused = await #expect(throws: Status.self) { _ = try await client.health() }
+        #expect(refused?.code == .unavailable)
+        #expect(try await slow.payload == [42])
+        await #expect(throws: Status.self) { _ = try await server.client("orchestrator") }
+        try await server.stop()
+    }
+
+    @Test func connectionLimit() async throws {
+        let server = try await TestServer.start { $0.maxConnections = 2 }
+        let a = try await server.client("orchestrator")
+        let b = try await server.client("auditor")
+        await #expect(throws: Status.self) {
+            let c = try await server.client("officer-1")
+            _ = try await c.health()
+        }
+        #expect(try await a.health().principal == "orchestrator")
+        await a.close()
+        await b.close()
+        try await server.stop()
+    }
+}
