@@ -78,3 +78,15 @@ import Testing
         #expect(try !config.token.pin.read().isEmpty)
     }
 }
+
+@Suite struct ExampleConfigurationTests {
+    @Test func theDocumentedExampleIsValid() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Deploy/countersign.example.yaml").standardizedFileURL.path
+        let config = try CountersignConfiguration.load(path: path)
+        #expect(config.principals.map(\.role) == [.orchestrator, .approver, .officer, .auditor])
+        #expect(config.database.endpoint == .tcp(host: "db.internal", port: 5432))
+        #expect(config.database.reader?.password == .environment("COUNTERSIGN_PG_READER"))
+        #expect(config.policy.file == "/etc/countersign/policy.yaml")
+    }
+}
