@@ -135,7 +135,16 @@ public final class CountersignClient: Sendable {
         let ms = UInt32(clamping: deadline.components.seconds * 1000 + deadline.components.attoseconds / 1_000_000_000_000_000)
         let promise = channel.eventLoop.makePromise(of: Envelope.self)
         let request = Envelope(callID: 0, method: method, body: body, deadlineMs: max(ms, 1))
-        channel.writeAndFlush(OutboundCall(envelope: request, promise: promise)).cascadeFailure(to: promise)
+        channel.writeAndFlush(OutboundCall(envelope: request, promise: promise)).whenFailure { error in
+            if let status = error as? Status {
+                promise.fail(status)
+            } else {
+                // The server closed the connection before we could write: in TLS 1.3 that is how a
+                // refused client certificate shows itself to the client.
+                promise.fail(Status(.unavailable, "connection closed by the server (\(error)); if it happened right after "
+                                    + "connecting, the server refused this client's certificate: is its key pinned?"))
+            }
+        }
         // The server answers by the deadline; allow it a little more before giving up here.
         let timeout = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(ms) + 1000)) {
             promise.fail(Status(.deadlineExceeded, "no reply within \(ms) ms"))
