@@ -414,7 +414,7 @@ enum TerraformPlanReader {
         }
         // Identifiers that name the resource.
         if let o = tagSource?.object {
-            for key in ["name", "identifier", "bucket", "cluster_identifier", "description", "function_name"] {
+            for key in ["name", "identifier", "bucket", "cluster_identifier", "function_name"] {
                 if case .string(let s)? = o[key] { c.contextNames.append(s) }
             }
         }

@@ -117,7 +117,8 @@ public struct Policy: Sendable, Hashable {
         do {
             root = try Yams.compose(yaml: yaml)
         } catch {
-            throw PolicyError.invalidPolicy("the policy file is not valid YAML", cause: String(describing: error))
+            let detail = String(describing: error).split(separator: "\n").first.map(String.init) ?? ""
+            throw PolicyError.invalidPolicy("the policy file is not valid YAML: \(detail.prefix(300))", cause: String(describing: error))
         }
         var p = Policy.defaults
         guard let root else { return p }
