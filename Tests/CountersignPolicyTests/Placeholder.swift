@@ -1,1 +1,0 @@
-// CountersignPolicyTests: tests arrive with issue 3.
