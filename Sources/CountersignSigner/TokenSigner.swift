@@ -532,6 +532,12 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
         cond.unlock()
 
         let generation = first ? try module.ensureInitialized() : try module.reinitialize(seenGeneration: seen)
+        // Whatever happens next, the sessions of older generations are gone: the next attempt
+        // must re-initialise again (SoftHSM sees a restored token only after C_Initialize).
+        cond.lock()
+        self.connectedOnce = true
+        self.moduleGeneration = generation
+        cond.unlock()
         let slot = try calls.findSlot(label: settings.tokenLabel)
         let pin: String
         do { pin = try settings.pin.read() } catch {
@@ -569,11 +575,7 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
             cond.broadcastControl()
             cond.unlock()
         } catch {
-            cond.lock()
-            self.connectedOnce = true
-            self.moduleGeneration = generation
-            cond.unlock()
-            calls.closeAllSessions(slot: slot)
+            for s in opened { _ = module.functions.pointee.C_CloseSession(s) }
             throw error
         }
     }
