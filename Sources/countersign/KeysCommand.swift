@@ -23,11 +23,11 @@ struct Keys: AsyncParsableCommand {
             officers rotate through the Custody service, authenticated by their pinned officer certificates.
 
             Typical life of a keyring:
-              countersign keys generate --officer officer-1            # ceremony: the first key
-              countersign keys export-public --output first-key.pem     # publish and pin it
-              countersign keys propose-rotation --officer officer-1 --reason "yearly"
-              countersign keys approve-rotation --officer officer-2 <proposal-id>
-              countersign keys verify-chain --first-key first-key.pem   # anyone, offline
+              keys generate --officer officer-1             the first key (ceremony)
+              keys export-public --first --output k0.pem    publish it; verifiers pin it
+              keys propose-rotation --officer officer-1 --reason yearly
+              keys approve-rotation --officer officer-2 PROPOSAL-ID
+              keys verify-chain --first-key k0.pem          anyone, offline
             """,
         subcommands: [ListKeys.self, Generate.self, ExportPublic.self, VerifyChain.self, ProposeRotation.self, ApproveRotation.self]
     )
