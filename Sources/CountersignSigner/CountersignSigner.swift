@@ -1,1 +1,0 @@
-// CountersignSigner: its code arrives with issue 4. See Package.swift for the module's job.

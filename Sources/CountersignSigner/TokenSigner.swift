@@ -1,0 +1,620 @@
+import CPKCS11
+public import CountersignConfig
+public import CountersignVerify
+import Crypto
+import Foundation
+public import Logging
+
+/// A key pair held by the token. The private half never leaves it.
+public struct TokenKey: Sendable, Hashable {
+    /// Lowercase hex SHA-256 of ``spkiDER``.
+    public let keyID: String
+    /// DER SubjectPublicKeyInfo read back from the token.
+    public let spkiDER: [UInt8]
+    public let algorithm: KeyAlgorithm
+    /// `CKA_LABEL` of both halves in the token.
+    public let label: String
+    /// `CKA_ID` of both halves in the token.
+    let ckaID: [UInt8]
+
+    /// The public key as PEM (`-----BEGIN PUBLIC KEY-----`).
+    public var pem: String { PublicKeyEncoding.pem(spkiDER: spkiDER) }
+}
+
+/// Whether the signer can sign now.
+public enum SignerAvailability: Sendable, Hashable, CustomStringConvertible {
+    /// Logged in, sessions open, signing.
+    case available
+    /// Not signing; the error says why (it names the `CKR_` value when the token gave one). The
+    /// signer keeps trying to recover with backoff.
+    case unavailable(SignerError)
+
+    public var isAvailable: Bool { if case .available = self { true } else { false } }
+
+    public var description: String {
+        switch self {
+        case .available: "available"
+        case .unavailable(let e): "unavailable: \(e.message)"
+        }
+    }
+}
+
+/// Tuning of the signer's recovery. Defaults: first retry after 0.1 s, doubling up to 5 s; the
+/// token is probed every 5 s while the signer is idle.
+public struct SignerOptions: Sendable, Hashable {
+    /// Delay before the first reconnection attempt, in seconds. Default 0.1.
+    public var initialBackoffSeconds: Double
+    /// Longest delay between reconnection attempts, in seconds. Default 5.
+    public var maximumBackoffSeconds: Double
+    /// How often a healthy signer checks that its token is still there (`C_GetTokenInfo`), in
+    /// seconds. Default 5.
+    public var probeIntervalSeconds: Double
+
+    public init(initialBackoffSeconds: Double = 0.1, maximumBackoffSeconds: Double = 5, probeIntervalSeconds: Double = 5) {
+        self.initialBackoffSeconds = initialBackoffSeconds
+        self.maximumBackoffSeconds = maximumBackoffSeconds
+        self.probeIntervalSeconds = probeIntervalSeconds
+    }
+
+    public static let defaults = SignerOptions()
+}
+
+/// Signs statements with keys held in a PKCS#11 token.
+///
+/// Token work runs on dedicated threads, one per logged-in session (`TokenSettings.sessions`), never
+/// on the caller's thread or an event loop: ``sign(payloadType:payload:)`` computes
+/// SHA-256 of the DSSE PAE, hands the digest to a free session (`CKM_ECDSA`, or
+/// `CKM_RSA_PKCS_PSS` with SHA-256, MGF1-SHA-256 and a 32-byte salt) and converts ECDSA's raw r‖s
+/// to DER.
+///
+/// Fail secure: any failure of the token (missing, wrong PIN, lost session, a failing `C_Sign`)
+/// makes the signer ``SignerAvailability/unavailable(_:)``: every signing call throws a
+/// ``SignerError`` with code ``SignerError/Code/unavailable`` that names the `CKR_` value, and a
+/// supervisor thread re-initialises the module with exponential backoff until the token answers
+/// again, logging each step. After `CKR_PIN_INCORRECT` the same PIN is never tried again (a real
+/// HSM would lock the token): the signer waits until the PIN source yields a different one.
+///
+/// - Important: One SoftHSM configuration and one PKCS#11 initialisation per process; recovery
+///   re-initialises the module (`C_Finalize`, `C_Initialize`). Do not fork after creating a signer.
+public final class TokenSigner: StatementSigner, @unchecked Sendable {
+    private enum State {
+        case connecting
+        case available
+        case unavailable(SignerError)
+    }
+
+    private struct KeyHandles {
+        var key: TokenKey
+        var privateHandle: CK_OBJECT_HANDLE
+        var publicHandle: CK_OBJECT_HANDLE
+    }
+
+    private final class Job {
+        let run: (CK_SESSION_HANDLE, [String: KeyHandles]) -> SignerError?
+        let fail: (SignerError) -> Void
+        init(run: @escaping (CK_SESSION_HANDLE, [String: KeyHandles]) -> SignerError?, fail: @escaping (SignerError) -> Void) {
+            self.run = run
+            self.fail = fail
+        }
+    }
+
+    public let settings: TokenSettings
+    public let options: SignerOptions
+    private let module: PKCS11Module
+    private let calls: PKCS11Calls
+    private let logger: Logger
+
+    // Everything below is guarded by `cond`.
+    private let cond = Monitor()
+    private var state: State = .connecting
+    private var queue: [Job] = []
+    private var queueHead = 0
+    private var sessions: [CK_SESSION_HANDLE] = []
+    private var slot: CK_SLOT_ID = 0
+    private var keys: [String: KeyHandles] = [:]
+    private var activeKey: String?
+    private var inFlight = 0
+    private var moduleGeneration = 0
+    private var connectedOnce = false
+    private var refusedPINDigest: [UInt8]?
+    private var shuttingDown = false
+    private var runningThreads = 0
+    private var observers: [UUID: AsyncStream<SignerAvailability>.Continuation] = [:]
+
+    /// Loads the module, logs in and opens the session pool.
+    ///
+    /// A token problem does not throw: the signer starts ``SignerAvailability/unavailable(_:)`` and
+    /// keeps trying to connect. Read ``availability`` (or await ``waitUntilAvailable(timeoutSeconds:)``).
+    /// - Parameters:
+    ///   - settings: `module`, `softhsm2_conf`, `token_label`, the PIN source and `sessions` are used
+    ///     here; ``KeyCustodian`` uses the rotation settings.
+    ///   - options: recovery tuning, ``SignerOptions/defaults`` unless given.
+    ///   - logger: where availability changes go (never the PIN).
+    /// - Throws: ``SignerError`` only when the module itself cannot be loaded (a configuration error).
+    public init(settings: TokenSettings, options: SignerOptions = .defaults, logger: Logger) throws {
+        self.settings = settings
+        self.options = options
+        self.logger = logger
+        self.module = try PKCS11Module.shared(path: settings.modulePath, softHSM2Conf: settings.softHSM2ConfPath)
+        self.calls = PKCS11Calls(f: module.functions)
+
+        do {
+            try connect()
+        } catch let error as SignerError {
+            cond.lock()
+            state = .unavailable(error)
+            cond.unlock()
+            logger.error("signer unavailable", metadata: ["cs.reason": "\(error.message)", "cs.token": "\(settings.tokenLabel)"])
+        }
+        let workers = max(1, settings.sessions)
+        cond.lock()
+        runningThreads = workers + 1
+        cond.unlock()
+        for index in 0..<workers {
+            let t = Thread { [self] in workerLoop(index) }
+            t.name = "countersign-signer-\(index)"
+            t.start()
+        }
+        let s = Thread { [self] in supervisorLoop() }
+        s.name = "countersign-signer-supervisor"
+        s.start()
+    }
+
+    deinit {}
+
+    // MARK: public API
+
+    /// The signer's state now.
+    public var availability: SignerAvailability {
+        cond.lock()
+        defer { cond.unlock() }
+        return availabilityLocked
+    }
+
+    private var availabilityLocked: SignerAvailability {
+        switch state {
+        case .available: .available
+        case .connecting: .unavailable(SignerError(.unavailable, "token unavailable: connecting"))
+        case .unavailable(let e): .unavailable(e)
+        }
+    }
+
+    /// Every change of ``availability``, starting with the current state.
+    public func availabilityUpdates() -> AsyncStream<SignerAvailability> {
+        let (stream, continuation) = AsyncStream<SignerAvailability>.makeStream(bufferingPolicy: .bufferingNewest(8))
+        let id = UUID()
+        cond.lock()
+        observers[id] = continuation
+        continuation.yield(availabilityLocked)
+        cond.unlock()
+        continuation.onTermination = { [weak self] _ in
+            guard let self else { return }
+            self.cond.lock()
+            self.observers[id] = nil
+            self.cond.unlock()
+        }
+        return stream
+    }
+
+    /// Waits until the signer is available, for at most `timeoutSeconds`.
+    /// - Returns: the availability at the end.
+    public func waitUntilAvailable(timeoutSeconds: Double) async -> SignerAvailability {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while true {
+            let a = availability
+            if a.isAvailable || Date() >= deadline { return a }
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+    }
+
+    /// Key id of the key that ``sign(payloadType:payload:)`` uses.
+    /// - Throws: ``SignerError/Code/noActiveKey`` before ``setActiveKey(_:)``.
+    public var activeKeyID: String {
+        get async throws {
+            cond.lock()
+            defer { cond.unlock() }
+            guard let activeKey else { throw SignerError(.noActiveKey, "no active signing key; run the key ceremony") }
+            return activeKey
+        }
+    }
+
+    /// Makes `keyID` the key that signs. ``KeyCustodian`` calls this; nobody else should.
+    /// - Throws: ``SignerError/Code/unknownKey`` when the token is connected and holds no such key.
+    public func setActiveKey(_ keyID: String) throws {
+        cond.lock()
+        defer { cond.unlock() }
+        if case .available = state, keys[keyID] == nil {
+            throw SignerError(.unknownKey, "the token holds no key \(keyID)")
+        }
+        activeKey = keyID
+    }
+
+    /// The key pairs found in the token (those with a `CKA_ID`), as of the last connection.
+    public var tokenKeys: [TokenKey] {
+        cond.lock()
+        defer { cond.unlock() }
+        return keys.values.map(\.key).sorted { $0.label < $1.label }
+    }
+
+    /// Signs `PAE(payloadType, payload)` with the active key.
+    /// - Throws: ``SignerError``: `unavailable` (naming the `CKR_` value) or `noActiveKey`.
+    public func sign(payloadType: String, payload: [UInt8]) async throws -> SignedStatement {
+        try await sign(payloadType: payloadType, payload: payload, keyID: try await activeKeyID)
+    }
+
+    /// Signs `PAE(payloadType, payload)` with the token key `keyID` (used for the new key's half of
+    /// a transition).
+    /// - Throws: ``SignerError``: `unavailable` or `unknownKey`.
+    public func sign(payloadType: String, payload: [UInt8], keyID: String) async throws -> SignedStatement {
+        let digest = Array(SHA256.hash(data: DSSE.pae(payloadType: payloadType, payload: payload)))
+        let calls = self.calls
+        let (raw, algorithm): ([UInt8], KeyAlgorithm) = try await submit { session, keys in
+            guard let k = keys[keyID] else {
+                return .failure(SignerError(.unknownKey, "the token holds no key \(keyID)"))
+            }
+            return calls.sign(session: session, key: k.privateHandle, rsa: k.key.algorithm == .rsaPSS4096, digest: digest)
+                .map { ($0, k.key.algorithm) }
+        }
+        let signature = algorithm == .ecdsaP256 ? try PublicKeyEncoding.ecdsaDER(raw: raw) : raw
+        return SignedStatement(payloadType: payloadType, payload: payload, signature: signature, keyID: keyID)
+    }
+
+    /// Generates a key pair in the token: `CKA_TOKEN`, `CKA_PRIVATE`, `CKA_SENSITIVE` true,
+    /// `CKA_EXTRACTABLE` false. RSA-4096 takes seconds.
+    /// - Returns: the new key (not yet active).
+    /// - Throws: ``SignerError``.
+    public func generateKey(algorithm: KeyAlgorithm, label: String? = nil) async throws -> TokenKey {
+        var id = [UInt8](repeating: 0, count: 16)
+        for i in id.indices { id[i] = UInt8.random(in: 0...255) }
+        let ckaID = id
+        let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+        let label = label ?? "countersign-\(stamp)-\(Hex.encode(ckaID.prefix(4)))"
+        let calls = self.calls
+        let handles: KeyHandles = try await submit { session, _ in
+            do {
+                let (pub, priv) = try calls.generate(session: session, rsaBits: algorithm == .rsaPSS4096 ? 4096 : nil,
+                                                     label: label, id: ckaID)
+                let spki = try Self.readSPKI(calls: calls, session: session, publicHandle: pub, algorithm: algorithm)
+                let key = TokenKey(keyID: KeyID.of(spkiDER: spki), spkiDER: spki, algorithm: algorithm, label: label, ckaID: ckaID)
+                return .success(KeyHandles(key: key, privateHandle: priv, publicHandle: pub))
+            } catch let e as SignerError {
+                return .failure(e)
+            } catch {
+                return .failure(SignerError(.keyGeneration, "cannot read the new public key", cause: error))
+            }
+        }
+        cond.lock()
+        keys[handles.key.keyID] = handles
+        cond.unlock()
+        logger.notice("generated key in the token", metadata: ["cs.key_id": "\(handles.key.keyID)", "cs.algorithm": "\(algorithm.rawValue)"])
+        return handles.key
+    }
+
+    /// Stops the worker threads and closes the sessions. Jobs still queued fail as unavailable.
+    public func shutdown() {
+        cond.lock()
+        shuttingDown = true
+        let error = SignerError(.unavailable, "token unavailable: the signer is shutting down")
+        let pending = drainLocked()
+        let open = sessions
+        sessions = []
+        cond.broadcastWork()
+        cond.broadcastControl()
+        while runningThreads > 0 { cond.waitControl() }
+        for o in observers.values { o.finish() }
+        observers = [:]
+        state = .unavailable(error)
+        cond.unlock()
+        for job in pending { job.fail(error) }
+        for s in open { _ = module.functions.pointee.C_CloseSession(s) }
+    }
+
+    // MARK: test and benchmark hooks
+
+    /// Reads an attribute of a key's private (or public) object: tests check that `CKA_VALUE` of
+    /// a private key answers `CKR_ATTRIBUTE_SENSITIVE`.
+    func readAttribute(keyID: String, privateHalf: Bool, type: CK_ATTRIBUTE_TYPE) async throws -> Result<[UInt8], SignerError> {
+        let calls = self.calls
+        return try await submit { session, keys in
+            guard let k = keys[keyID] else { return .failure(SignerError(.unknownKey, "no key \(keyID)")) }
+            return .success(calls.attribute(session: session, object: privateHalf ? k.privateHandle : k.publicHandle, type))
+        }
+    }
+
+    /// `C_SetPIN` on a logged-in session: changes the token's user PIN (tests; an operator
+    /// would use the HSM's own tool).
+    func changeUserPIN(old: String, new: String) async throws {
+        let f = module.functions
+        let rv: CK_RV = try await submit { session, _ in
+            var o = Array(old.utf8), n = Array(new.utf8)
+            let rv = o.withUnsafeMutableBufferPointer { op in
+                n.withUnsafeMutableBufferPointer { np in
+                    f.pointee.C_SetPIN(session, op.baseAddress, CK_ULONG(op.count), np.baseAddress, CK_ULONG(np.count))
+                }
+            }
+            return .success(rv)
+        }
+        guard rv == CKR_OK else { throw SignerError.pkcs11(rv, "C_SetPIN", code: .invalidArgument) }
+    }
+
+    /// Closes every session of the token behind the signer's back, as an HSM restart would.
+    func closeSessionsBehindTheSignersBack() {
+        cond.lock()
+        let slot = self.slot
+        cond.unlock()
+        calls.closeAllSessions(slot: slot)
+    }
+
+    /// The raw baseline of `countersign bench sign`: a tight C loop (`cs_p11_bench`) of
+    /// `C_SignInit` + `C_Sign` over a fixed digest, on `threads` extra sessions of the same token and
+    /// key, for `seconds`.
+    /// - Returns: signatures made and the wall time they took.
+    public func _rawSigningBaseline(keyID: String, threads: Int, seconds: Double) async throws -> (signatures: UInt64, seconds: Double) {
+        cond.lock()
+        let slot = self.slot
+        let handles = keys[keyID]
+        let ok: Bool = if case .available = state { true } else { false }
+        cond.unlock()
+        guard ok else { throw SignerError(.unavailable, "token unavailable") }
+        guard let handles else { throw SignerError(.unknownKey, "the token holds no key \(keyID)") }
+        var benchSessions: [CK_SESSION_HANDLE] = []
+        defer { for s in benchSessions { _ = module.functions.pointee.C_CloseSession(s) } }
+        for _ in 0..<threads { benchSessions.append(try calls.openSession(slot: slot)) }
+        let module = self.module
+        let sessionsCopy = benchSessions
+        let kind: Int32 = handles.key.algorithm == .rsaPSS4096 ? 1 : 0
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<(signatures: UInt64, seconds: Double), Error>) in
+            let t = Thread {
+                var total: UInt64 = 0
+                var elapsed: Double = 0
+                let rv = sessionsCopy.withUnsafeBufferPointer {
+                    cs_p11_bench(module.functions, $0.baseAddress, Int32(threads), handles.privateHandle, kind, seconds, &total, &elapsed)
+                }
+                if rv == CKR_OK { c.resume(returning: (total, elapsed)) } else { c.resume(throwing: SignerError.pkcs11(rv, "C_Sign")) }
+            }
+            t.start()
+        }
+    }
+
+    // MARK: the pool
+
+    private func submit<T>(_ work: @escaping (CK_SESSION_HANDLE, [String: KeyHandles]) -> Result<T, SignerError>) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+            let job = Job(
+                run: { session, keys in
+                    switch work(session, keys) {
+                    case .success(let value):
+                        continuation.resume(returning: value)
+                        return nil
+                    case .failure(let error):
+                        continuation.resume(throwing: error)
+                        // Only token failures take the signer down; a wrong key id is the caller's problem.
+                        return error.code == .unavailable || error.code == .keyGeneration && error.returnValue.map(Self.isTokenFailure) == true ? error : nil
+                    }
+                },
+                fail: { continuation.resume(throwing: $0) })
+            cond.lock()
+            guard case .available = state, !shuttingDown else {
+                let a = availabilityLocked
+                cond.unlock()
+                if case .unavailable(let e) = a { job.fail(e) } else { job.fail(SignerError(.unavailable, "token unavailable")) }
+                return
+            }
+            queue.append(job)
+            cond.signalWork()
+            cond.unlock()
+        }
+    }
+
+    /// Return values after which the sessions cannot be trusted any more.
+    private static func isTokenFailure(_ rv: UInt) -> Bool {
+        rv != CKR_MECHANISM_INVALID && rv != CKR_ARGUMENTS_BAD && rv != CKR_TEMPLATE_INCONSISTENT
+    }
+
+    private func workerLoop(_ index: Int) {
+        cond.lock()
+        while true {
+            while !shuttingDown && (queueHead >= queue.count || !isAvailableLocked || index >= sessions.count) {
+                cond.waitWork()
+            }
+            if shuttingDown { break }
+            let job = queue[queueHead]
+            queueHead += 1
+            if queueHead > 1024 && queueHead * 2 > queue.count {
+                queue.removeFirst(queueHead)
+                queueHead = 0
+            }
+            let session = sessions[index]
+            let keys = self.keys
+            let generation = moduleGeneration
+            inFlight += 1
+            cond.unlock()
+
+            let failure = job.run(session, keys)
+
+            cond.lock()
+            inFlight -= 1
+            if let failure, generation == moduleGeneration, isAvailableLocked {
+                becomeUnavailableLocked(failure)
+            }
+            if inFlight == 0 && !isAvailableLocked { cond.broadcastControl() }
+        }
+        runningThreads -= 1
+        cond.broadcastControl()
+        cond.unlock()
+    }
+
+    private var isAvailableLocked: Bool { if case .available = state { true } else { false } }
+
+    /// Marks the signer unavailable, fails queued jobs and wakes the supervisor. Called with the lock held.
+    private func becomeUnavailableLocked(_ error: SignerError) {
+        state = .unavailable(error)
+        let pending = drainLocked()
+        notifyLocked()
+        cond.broadcastControl()
+        logger.error("signer unavailable; will reconnect", metadata: [
+            "cs.reason": "\(error.message)", "cs.pkcs11_rv": "\(error.returnValueName ?? "-")", "cs.token": "\(settings.tokenLabel)",
+        ])
+        for job in pending { job.fail(error) }
+    }
+
+    private func drainLocked() -> [Job] {
+        let pending = Array(queue[queueHead...])
+        queue.removeAll(keepingCapacity: true)
+        queueHead = 0
+        return pending
+    }
+
+    private func notifyLocked() {
+        let a = availabilityLocked
+        for o in observers.values { o.yield(a) }
+    }
+
+    private func supervisorLoop() {
+        var backoff = options.initialBackoffSeconds
+        var attempts = 0
+        cond.lock()
+        while !shuttingDown {
+            if isAvailableLocked {
+                backoff = options.initialBackoffSeconds
+                let woke = cond.waitControl(seconds: options.probeIntervalSeconds)
+                guard !woke, !shuttingDown, isAvailableLocked else { continue }
+                let slot = self.slot
+                let generation = moduleGeneration
+                cond.unlock()
+                let rv = calls.tokenInfoRV(slot: slot)
+                cond.lock()
+                if rv != CKR_OK, generation == moduleGeneration, isAvailableLocked {
+                    becomeUnavailableLocked(.pkcs11(rv, "C_GetTokenInfo"))
+                }
+                continue
+            }
+            // Unavailable: wait for the sessions to go quiet, then reconnect.
+            while inFlight > 0 && !shuttingDown { cond.waitControl() }
+            if shuttingDown { break }
+            attempts += 1
+            cond.unlock()
+            var failure: SignerError?
+            do { try connect() } catch let e as SignerError { failure = e } catch {
+                failure = SignerError(.unavailable, "token unavailable", cause: error)
+            }
+            cond.lock()
+            if shuttingDown { break }
+            if let failure {
+                let previous: SignerError? = if case .unavailable(let e) = state { e } else { nil }
+                state = .unavailable(failure)
+                if previous != failure {
+                    notifyLocked()
+                    logger.warning("signer still unavailable; retrying", metadata: [
+                        "cs.reason": "\(failure.message)", "cs.pkcs11_rv": "\(failure.returnValueName ?? "-")",
+                        "cs.attempt": "\(attempts)", "cs.backoff_s": "\(backoff)",
+                    ])
+                }
+                cond.waitControl(seconds: backoff)
+                backoff = min(options.maximumBackoffSeconds, backoff * 2)
+            } else {
+                logger.notice("signer available again", metadata: ["cs.attempts": "\(attempts)", "cs.token": "\(settings.tokenLabel)"])
+                attempts = 0
+            }
+        }
+        runningThreads -= 1
+        cond.broadcastControl()
+        cond.unlock()
+    }
+
+    /// (Re-)initialises the module, finds the token, opens and logs in the sessions and finds the
+    /// keys. On success the signer is available.
+    private func connect() throws {
+        cond.lock()
+        let first = !connectedOnce
+        let seen = moduleGeneration
+        let refused = refusedPINDigest
+        cond.unlock()
+
+        let generation = first ? try module.ensureInitialized() : try module.reinitialize(seenGeneration: seen)
+        // Whatever happens next, the sessions of older generations are gone: the next attempt
+        // must re-initialise again (SoftHSM sees a restored token only after C_Initialize).
+        cond.lock()
+        self.connectedOnce = true
+        self.moduleGeneration = generation
+        cond.unlock()
+        let slot = try calls.findSlot(label: settings.tokenLabel)
+        let pin: String
+        do { pin = try settings.pin.read() } catch {
+            throw SignerError(.unavailable, "token unavailable: cannot read the PIN from \(settings.pin)", operation: "read PIN")
+        }
+        let digest = Array(SHA256.hash(data: Array(pin.utf8)))
+        if let refused, refused == digest {
+            throw SignerError(.unavailable,
+                              "token unavailable: the token refused this PIN (CKR_PIN_INCORRECT); waiting for a different PIN in \(settings.pin)",
+                              returnValue: UInt(CKR_PIN_INCORRECT), operation: "C_Login")
+        }
+        var opened: [CK_SESSION_HANDLE] = []
+        do {
+            for _ in 0..<max(1, settings.sessions) { opened.append(try calls.openSession(slot: slot)) }
+            do {
+                try calls.login(session: opened[0], pin: pin)
+            } catch let e as SignerError where e.returnValue == UInt(CKR_PIN_INCORRECT) {
+                cond.lock()
+                refusedPINDigest = digest
+                cond.unlock()
+                throw SignerError(.unavailable, "token unavailable: C_Login returned CKR_PIN_INCORRECT (PIN from \(settings.pin))",
+                                  returnValue: e.returnValue, operation: "C_Login")
+            }
+            let found = try discoverKeys(session: opened[0])
+            cond.lock()
+            self.slot = slot
+            self.sessions = opened
+            self.keys = found
+            self.moduleGeneration = generation
+            self.connectedOnce = true
+            self.refusedPINDigest = nil
+            self.state = .available
+            notifyLocked()
+            cond.broadcastWork()
+            cond.broadcastControl()
+            cond.unlock()
+        } catch {
+            for s in opened { _ = module.functions.pointee.C_CloseSession(s) }
+            throw error
+        }
+    }
+
+    private func discoverKeys(session: CK_SESSION_HANDLE) throws -> [String: KeyHandles] {
+        var found: [String: KeyHandles] = [:]
+        for priv in try calls.find(session: session, class: CK_OBJECT_CLASS(CKO_PRIVATE_KEY)) {
+            guard case .success(let id) = calls.attribute(session: session, object: priv, CK_ATTRIBUTE_TYPE(CKA_ID)), !id.isEmpty,
+                  case .success(let typeBytes) = calls.attribute(session: session, object: priv, CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE)),
+                  let pub = try calls.find(session: session, class: CK_OBJECT_CLASS(CKO_PUBLIC_KEY), id: id).first
+            else { continue }
+            let keyType = typeBytes.withUnsafeBytes { $0.loadUnaligned(as: CK_KEY_TYPE.self) }
+            let algorithm: KeyAlgorithm
+            switch keyType {
+            case CK_KEY_TYPE(CKK_EC): algorithm = .ecdsaP256
+            case CK_KEY_TYPE(CKK_RSA): algorithm = .rsaPSS4096
+            default: continue
+            }
+            guard let spki = try? Self.readSPKI(calls: calls, session: session, publicHandle: pub, algorithm: algorithm) else { continue }
+            var label = ""
+            if case .success(let l) = calls.attribute(session: session, object: priv, CK_ATTRIBUTE_TYPE(CKA_LABEL)) {
+                label = String(decoding: l, as: UTF8.self)
+            }
+            let key = TokenKey(keyID: KeyID.of(spkiDER: spki), spkiDER: spki, algorithm: algorithm, label: label, ckaID: id)
+            found[key.keyID] = KeyHandles(key: key, privateHandle: priv, publicHandle: pub)
+        }
+        return found
+    }
+
+    private static func readSPKI(calls: PKCS11Calls, session: CK_SESSION_HANDLE, publicHandle: CK_OBJECT_HANDLE,
+                                 algorithm: KeyAlgorithm) throws -> [UInt8] {
+        switch algorithm {
+        case .ecdsaP256:
+            let point = try calls.attribute(session: session, object: publicHandle, CK_ATTRIBUTE_TYPE(CKA_EC_POINT)).get()
+            return try PublicKeyEncoding.p256SPKI(ecPoint: point)
+        case .rsaPSS4096:
+            let n = try calls.attribute(session: session, object: publicHandle, CK_ATTRIBUTE_TYPE(CKA_MODULUS)).get()
+            let e = try calls.attribute(session: session, object: publicHandle, CK_ATTRIBUTE_TYPE(CKA_PUBLIC_EXPONENT)).get()
+            return PublicKeyEncoding.rsaSPKI(modulus: n, exponent: e)
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// CountersignSignerTests: tests arrive with issue 4.

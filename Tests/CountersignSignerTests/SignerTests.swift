@@ -1,0 +1,176 @@
+import CPKCS11
+import CountersignConfig
+import CountersignVerify
+import CountersignWire
+import Foundation
+import Logging
+import Testing
+@testable import CountersignSigner
+
+/// Everything that touches the SoftHSM test tokens runs serially: recovery re-initialises the
+/// process's PKCS#11 module, which would pull the sessions from under a test running beside it.
+@Suite(.serialized) struct TokenTests {
+    let tokens = TestTokens.shared
+
+    // MARK: signing
+
+    @Test(arguments: [KeyAlgorithm.ecdsaP256, .rsaPSS4096])
+    func signsAndVerifiesAndTamperingFails(algorithm: KeyAlgorithm) async throws {
+        let signer = try tokens.signer("cs-test-sign")
+        defer { signer.shutdown() }
+        #expect(signer.availability == .available)
+        let key = try await signer.generateKey(algorithm: algorithm)
+        try signer.setActiveKey(key.keyID)
+        #expect(try await signer.activeKeyID == key.keyID)
+        #expect(key.keyID == KeyID.of(spkiDER: key.spkiDER))
+
+        let payload = Array("a decision statement".utf8)
+        let statement = try await signer.sign(payloadType: PayloadType.decision, payload: payload)
+        #expect(statement.keyID == key.keyID)
+        let vk = try VerificationKey(spkiDER: key.spkiDER)
+        #expect(vk.algorithm == (algorithm == .ecdsaP256 ? .ecdsaP256 : .rsaPSS))
+        try vk.verify(statement)
+
+        for i in [0, payload.count / 2, payload.count - 1] {
+            var tampered = statement
+            tampered.payload[i] ^= 0x01
+            #expect(throws: VerificationError.self) { try vk.verify(tampered) }
+        }
+        for i in [0, statement.signature.count / 2, statement.signature.count - 1] {
+            var tampered = statement
+            tampered.signature[i] ^= 0x01
+            #expect(throws: VerificationError.self) { try vk.verify(tampered) }
+        }
+        // The PEM export holds the same SPKI.
+        #expect(key.pem.hasPrefix("-----BEGIN PUBLIC KEY-----\n"))
+    }
+
+    @Test func privateKeyValueCannotBeRead() async throws {
+        let signer = try tokens.signer("cs-test-sign")
+        defer { signer.shutdown() }
+        let key = try await signer.generateKey(algorithm: .ecdsaP256)
+        let value = try await signer.readAttribute(keyID: key.keyID, privateHalf: true, type: CK_ATTRIBUTE_TYPE(CKA_VALUE))
+        guard case .failure(let error) = value else {
+            Issue.record("CKA_VALUE of a private key was readable")
+            return
+        }
+        #expect(error.returnValue == UInt(CKR_ATTRIBUTE_SENSITIVE))
+        #expect(error.returnValueName == "CKR_ATTRIBUTE_SENSITIVE")
+        let extractable = try await signer.readAttribute(keyID: key.keyID, privateHalf: true, type: CK_ATTRIBUTE_TYPE(CKA_EXTRACTABLE))
+        #expect(try extractable.get() == [0])
+        let sensitive = try await signer.readAttribute(keyID: key.keyID, privateHalf: true, type: CK_ATTRIBUTE_TYPE(CKA_SENSITIVE))
+        #expect(try sensitive.get() == [1])
+    }
+
+    @Test func signsConcurrentlyAndFindsItsKeysAgain() async throws {
+        let first = try tokens.signer("cs-test-sign", sessions: 2)
+        let key = try await first.generateKey(algorithm: .ecdsaP256)
+        first.shutdown()
+        // A new signer finds the key in the token by itself.
+        let signer = try tokens.signer("cs-test-sign", sessions: 2)
+        defer { signer.shutdown() }
+        #expect(signer.tokenKeys.contains(key))
+        try signer.setActiveKey(key.keyID)
+        let vk = try VerificationKey(spkiDER: key.spkiDER)
+        try await withThrowingTaskGroup(of: SignedStatement.self) { group in
+            for i in 0..<200 {
+                group.addTask { try await signer.sign(payloadType: PayloadType.decision, payload: Array("statement \(i)".utf8)) }
+            }
+            for try await s in group { try vk.verify(s) }
+        }
+    }
+
+    @Test func refusesUnknownKeysAndSignsNothingWithoutAnActiveKey() async throws {
+        let signer = try tokens.signer("cs-test-sign")
+        defer { signer.shutdown() }
+        await #expect(throws: SignerError.self) { try await signer.sign(payloadType: PayloadType.decision, payload: [1]) }
+        #expect(throws: SignerError.self) { try signer.setActiveKey(String(repeating: "0", count: 64)) }
+        #expect(signer.availability == .available)
+    }
+
+    // MARK: fail secure
+
+    @Test func removingTheTokenMakesSigningUnavailableAndRestoringItBringsItBack() async throws {
+        let label = "cs-test-failsecure"
+        let signer = try tokens.signer(label)
+        defer { signer.shutdown() }
+        let key = try await signer.generateKey(algorithm: .ecdsaP256)
+        try signer.setActiveKey(key.keyID)
+        _ = try await signer.sign(payloadType: PayloadType.decision, payload: [1, 2, 3])
+
+        let folder = tokens.folderPath(label)
+        let aside = tokens.root + "/aside-" + UUID().uuidString
+        try FileManager.default.moveItem(atPath: folder, toPath: aside)
+        // The next signature fails (or the probe got there first); either way nothing is signed.
+        let error = await #expect(throws: SignerError.self) {
+            try await signer.sign(payloadType: PayloadType.decision, payload: [4, 5, 6])
+        }
+        #expect(error?.code == .unavailable)
+        #expect(error?.returnValueName?.hasPrefix("CKR_") == true)
+        let down = await waitFor(signer) { !$0.isAvailable }
+        guard case .unavailable(let reason) = down else { Issue.record("still available"); return }
+        #expect(reason.returnValueName != nil)
+        try await Task.sleep(nanoseconds: 500_000_000)  // several failed reconnections
+        #expect(!signer.availability.isAvailable)
+        await #expect(throws: SignerError.self) { try await signer.sign(payloadType: PayloadType.decision, payload: [7]) }
+
+        try FileManager.default.moveItem(atPath: aside, toPath: folder)
+        let up = await signer.waitUntilAvailable(timeoutSeconds: 10)
+        #expect(up == .available)
+        let s = try await signer.sign(payloadType: PayloadType.decision, payload: [8])
+        try VerificationKey(spkiDER: key.spkiDER).verify(s)
+    }
+
+    @Test func aChangedPINMakesSigningUnavailableUntilThePINSourceIsUpdated() async throws {
+        let label = "cs-test-pin"
+        let pinFile = try #require(tokens.pinFiles[label])
+        let oldPIN = try String(contentsOfFile: pinFile, encoding: .utf8)
+        let signer = try tokens.signer(label)
+        defer { signer.shutdown() }
+        let key = try await signer.generateKey(algorithm: .ecdsaP256)
+        try signer.setActiveKey(key.keyID)
+
+        // An operator changes the token's PIN; then the HSM drops the sessions (a restart).
+        let newPIN = "changed-\(UUID().uuidString.prefix(8))"
+        try await signer.changeUserPIN(old: oldPIN, new: newPIN)
+        signer.closeSessionsBehindTheSignersBack()
+        await #expect(throws: SignerError.self) { try await signer.sign(payloadType: PayloadType.decision, payload: [1]) }
+        let down = await waitFor(signer) {
+            if case .unavailable(let e) = $0 { return e.returnValueName == "CKR_PIN_INCORRECT" }
+            return false
+        }
+        guard case .unavailable(let reason) = down else { Issue.record("still available"); return }
+        #expect(reason.returnValueName == "CKR_PIN_INCORRECT")
+        #expect(!reason.debugDescription.contains(oldPIN))
+        await #expect(throws: SignerError.self) { try await signer.sign(payloadType: PayloadType.decision, payload: [2]) }
+
+        // The PIN file gets the new PIN: the signer logs in again by itself.
+        try newPIN.write(toFile: pinFile, atomically: true, encoding: .utf8)
+        let up = await signer.waitUntilAvailable(timeoutSeconds: 10)
+        #expect(up == .available)
+        let s = try await signer.sign(payloadType: PayloadType.decision, payload: [3])
+        try VerificationKey(spkiDER: key.spkiDER).verify(s)
+    }
+
+    @Test func aTokenThatIsNotThereAtStartIsReportedNotFatal() async throws {
+        var settings = tokens.settings("cs-test-sign")
+        settings.tokenLabel = "no-such-token"
+        let signer = try TokenSigner(settings: settings, options: TestTokens.options, logger: Logger(label: "test"))
+        defer { signer.shutdown() }
+        guard case .unavailable(let reason) = signer.availability else { Issue.record("available without a token"); return }
+        #expect(reason.code == .unavailable)
+        #expect(reason.returnValueName == "CKR_TOKEN_NOT_PRESENT")
+        await #expect(throws: SignerError.self) { try await signer.sign(payloadType: PayloadType.decision, payload: [1]) }
+    }
+
+    private func waitFor(_ signer: TokenSigner, seconds: Double = 10,
+                         _ condition: (SignerAvailability) -> Bool) async -> SignerAvailability {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let a = signer.availability
+            if condition(a) { return a }
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+        return signer.availability
+    }
+}

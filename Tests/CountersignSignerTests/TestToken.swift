@@ -1,0 +1,89 @@
+import CountersignConfig
+import Foundation
+import Logging
+@testable import CountersignSigner
+
+/// The process's test tokens: one SoftHSM configuration under .local/test-tokens/<pid>, with one
+/// token per purpose, all created before the module is first initialised (SoftHSM reads
+/// SOFTHSM2_CONF and scans its tokens at C_Initialize, once per process).
+/// Override the module with COUNTERSIGN_TEST_PKCS11_MODULE.
+final class TestTokens: @unchecked Sendable {
+    static let shared = TestTokens()
+    static let labels = ["cs-test-sign", "cs-test-custody", "cs-test-failsecure", "cs-test-pin"]
+
+    let root: String
+    let conf: String
+    let tokenDir: String
+    let module: String
+    /// Token folder (under tokenDir) of each label.
+    private(set) var folders: [String: String] = [:]
+    /// PIN file of each label (the tests may rewrite them).
+    private(set) var pinFiles: [String: String] = [:]
+    let soPIN = "so-pin-1234"
+
+    private init() {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        root = repo.appendingPathComponent(".local/test-tokens/\(getpid())").path
+        conf = root + "/softhsm2.conf"
+        tokenDir = root + "/tokens"
+        module = ProcessInfo.processInfo.environment["COUNTERSIGN_TEST_PKCS11_MODULE"] ?? "/usr/lib/softhsm/libsofthsm2.so"
+        let fm = FileManager.default
+        try? fm.removeItem(atPath: root)
+        try! fm.createDirectory(atPath: tokenDir, withIntermediateDirectories: true)
+        try! """
+            directories.tokendir = \(tokenDir)
+            objectstore.backend = file
+            log.level = ERROR
+            slots.removable = false
+
+            """.write(toFile: conf, atomically: true, encoding: .utf8)
+        for label in Self.labels {
+            let before = Set((try? fm.contentsOfDirectory(atPath: tokenDir)) ?? [])
+            let pin = "pin-\(label)"
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/softhsm2-util")
+            p.arguments = ["--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", soPIN]
+            var env = ProcessInfo.processInfo.environment
+            env["SOFTHSM2_CONF"] = conf
+            p.environment = env
+            p.standardOutput = FileHandle.nullDevice
+            try! p.run()
+            p.waitUntilExit()
+            precondition(p.terminationStatus == 0, "softhsm2-util --init-token failed for \(label)")
+            let after = Set(try! fm.contentsOfDirectory(atPath: tokenDir))
+            folders[label] = after.subtracting(before).first!
+            let pinFile = root + "/\(label).pin"
+            try! pin.write(toFile: pinFile, atomically: true, encoding: .utf8)
+            pinFiles[label] = pinFile
+        }
+    }
+
+    func settings(_ label: String, sessions: Int = 2, keyAlgorithm: KeyAlgorithm = .ecdsaP256,
+                  rotationDays: Int = 90, proposalTTLSeconds: Int = 3600) -> TokenSettings {
+        TokenSettings(modulePath: module, softHSM2ConfPath: conf, tokenLabel: label, pin: .file(pinFiles[label]!),
+                      keyAlgorithm: keyAlgorithm, sessions: sessions, rotationDays: rotationDays,
+                      proposalTTLSeconds: proposalTTLSeconds)
+    }
+
+    /// Quick recovery, so that fail-secure tests do not wait long.
+    static let options = SignerOptions(initialBackoffSeconds: 0.05, maximumBackoffSeconds: 0.4, probeIntervalSeconds: 0.2)
+
+    func signer(_ label: String, sessions: Int = 2) throws -> TokenSigner {
+        var logger = Logger(label: "test.signer")
+        logger.logLevel = .warning
+        return try TokenSigner(settings: settings(label, sessions: sessions), options: Self.options, logger: logger)
+    }
+
+    func folderPath(_ label: String) -> String { tokenDir + "/" + folders[label]! }
+}
+
+/// A clock the tests move by hand.
+final class TestClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Int64
+    init(_ start: Int64 = 1_800_000_000_000) { value = start }
+    var now: Int64 { lock.lock(); defer { lock.unlock() }; return value }
+    func advance(seconds: Int64) { lock.lock(); value += seconds * 1000; lock.unlock() }
+    func advance(days: Int64) { advance(seconds: days * 86_400) }
+    var clock: KeyCustodian.Clock { { [self] in now } }
+}
