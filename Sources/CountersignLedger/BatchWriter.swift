@@ -1,0 +1,205 @@
+import CountersignConfig
+import CountersignVerify
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// The single writer of a ``Ledger``: appends enter a queue; one loop drains it in batches (many
+/// statements in one INSERT statement, in arrival order), commits with synchronous commit on, and
+/// only then completes each caller with its index. It owns one database connection and the right
+/// edge of the Merkle tree, so that the subtree hashes each batch completes are written in the
+/// same statement as its entries.
+actor BatchWriter {
+    private struct Pending {
+        var entries: [LedgerEntry]
+        var continuation: CheckedContinuation<[UInt64], any Error>
+    }
+
+    private let database: DatabaseSettings
+    private let timeout: Duration
+    private let batchLimit: Int
+    private let logger: Logger
+
+    private var pending: [Pending] = []
+    private var pendingCount = 0
+    private var wake: CheckedContinuation<Void, Never>?
+    private var running = false
+    private var stopped = false
+    private var connection: PostgresConnection?
+    /// The right edge of the tree as committed; `nil` when it must be read again from the database.
+    private var tree: CompactRange?
+    /// Epoch of the lease this writer holds; `nil` before ``setEpoch(_:)``.
+    private(set) var epoch: UInt64?
+
+    init(database: DatabaseSettings, timeout: Duration, batchLimit: Int, logger: Logger) {
+        self.database = database
+        self.timeout = timeout
+        self.batchLimit = batchLimit
+        self.logger = logger
+    }
+
+    func setEpoch(_ epoch: UInt64?) { self.epoch = epoch }
+
+    /// The committed tree size and right edge known to this writer, if any.
+    var committedTree: CompactRange? { tree }
+
+    /// Queues `entries` (kept together, in order) and waits for their indices, after COMMIT.
+    func submit(_ entries: [LedgerEntry]) async throws -> [UInt64] {
+        guard !stopped else { throw LedgerError.unavailable("the ledger writer has stopped") }
+        guard !entries.isEmpty else { return [] }
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt64], any Error>) in
+            pending.append(Pending(entries: entries, continuation: c))
+            pendingCount += entries.count
+            if let w = wake {
+                wake = nil
+                w.resume()
+            }
+        }
+    }
+
+    private func wakeUp() {
+        if let w = wake {
+            wake = nil
+            w.resume()
+        }
+    }
+
+    /// The loop: runs until the task is cancelled; then fails what is still queued.
+    func run() async {
+        guard !running else { return }
+        running = true
+        defer {
+            running = false
+            stopped = true
+            for p in pending { p.continuation.resume(throwing: LedgerError.unavailable("the ledger writer has stopped")) }
+            pending = []
+            pendingCount = 0
+            if let c = connection {
+                connection = nil
+                Task { try? await c.close() }
+            }
+        }
+        while !Task.isCancelled {
+            if pending.isEmpty {
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                        if Task.isCancelled || !pending.isEmpty { c.resume() } else { wake = c }
+                    }
+                } onCancel: {
+                    Task { await self.wakeUp() }
+                }
+                continue
+            }
+            var batch: [Pending] = []
+            var count = 0
+            while let first = pending.first, batch.isEmpty || count + first.entries.count <= batchLimit {
+                batch.append(first)
+                count += first.entries.count
+                pending.removeFirst()
+            }
+            pendingCount -= count
+            do {
+                let start = try await write(batch.flatMap(\.entries))
+                var next = start
+                for p in batch {
+                    let indices = (0..<p.entries.count).map { next + UInt64($0) }
+                    next += UInt64(p.entries.count)
+                    p.continuation.resume(returning: indices)
+                }
+            } catch {
+                let e = Database.map(error, "append")
+                logger.warning("ledger append failed", metadata: ["cs.error": "\(String(reflecting: e))"])
+                for p in batch { p.continuation.resume(throwing: e) }
+                tree = nil
+                if e.code == .unavailable, let c = connection {
+                    connection = nil
+                    try? await c.close()
+                }
+            }
+        }
+    }
+
+    private func ensureConnection() async throws -> PostgresConnection {
+        if let c = connection, !c.isClosed { return c }
+        let db = database, t = timeout, l = logger
+        let c = try await Database.connect(db, .writer, timeout: t, logger: l)
+        connection = c
+        return c
+    }
+
+    /// Writes one batch in one statement (its own transaction); returns the first index.
+    private func write(_ entries: [LedgerEntry]) async throws -> UInt64 {
+        guard let epoch else {
+            throw LedgerError(.leaseLost, "this node holds no lease: acquire one before appending")
+        }
+        let connection = try await ensureConnection()
+        let t = timeout
+        var range: CompactRange
+        if let tree {
+            range = tree
+        } else {
+            let l = logger
+            range = try await withDeadline(t, "reading the tree head", onTimeout: { connection.closeNow() }) {
+                try await TreeStore.loadRightEdge(connection, logger: l)
+            }
+        }
+        let first = range.size
+        var idx: [Int64] = [], kinds: [String] = [], types: [String] = [], statements: [ByteBuffer] = []
+        var signatures: [ByteBuffer] = [], keyIDs: [String] = [], agents: [String] = [], owners: [String] = []
+        var requestIDs: [String] = [], fingerprints: [ByteBuffer] = [], leaves: [ByteBuffer] = []
+        var nodeLast: [Int64] = [], nodeLevel: [Int16] = [], nodeHash: [ByteBuffer] = []
+        idx.reserveCapacity(entries.count)
+        for e in entries {
+            let leaf = Merkle.leafHash(bytes: e.statement.payload)
+            idx.append(Int64(range.size))
+            kinds.append(e.kind.rawValue)
+            types.append(e.statement.payloadType)
+            statements.append(ByteBuffer(bytes: e.statement.payload))
+            signatures.append(ByteBuffer(bytes: e.statement.signature))
+            keyIDs.append(e.statement.keyID)
+            agents.append(e.agent)
+            owners.append(e.owner)
+            requestIDs.append(e.requestID ?? "")
+            fingerprints.append(ByteBuffer(bytes: e.fingerprint ?? []))
+            leaves.append(ByteBuffer(bytes: leaf))
+            let leafIndex = range.size
+            for node in range.append(leafHash: leaf) {
+                nodeLast.append(Int64(leafIndex))
+                nodeLevel.append(Int16(node.level))
+                nodeHash.append(ByteBuffer(bytes: node.hash))
+            }
+        }
+        let ep = Int64(epoch)
+        let query: PostgresQuery = """
+            WITH e AS (
+                INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner,
+                                     request_id, fingerprint, epoch, leaf_hash)
+                SELECT u.idx, u.kind, u.ptype, u.stmt, u.sig, u.kid, u.agent, u.owner,
+                       nullif(u.rid, ''), nullif(u.fp, ''::bytea), \(ep), u.leaf
+                FROM unnest(\(idx)::int8[], \(kinds)::text[], \(types)::text[], \(statements)::bytea[],
+                            \(signatures)::bytea[], \(keyIDs)::text[], \(agents)::text[], \(owners)::text[],
+                            \(requestIDs)::text[], \(fingerprints)::bytea[], \(leaves)::bytea[])
+                     AS u(idx, kind, ptype, stmt, sig, kid, agent, owner, rid, fp, leaf)
+                ORDER BY u.idx
+                RETURNING 1
+            ), n AS (
+                INSERT INTO merkle_nodes (last_leaf, level, hash)
+                SELECT * FROM unnest(\(nodeLast)::int8[], \(nodeLevel)::int2[], \(nodeHash)::bytea[])
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM n)
+            """
+        let l = logger
+        let count = try await withDeadline(t, "appending \(entries.count) entries", onTimeout: { connection.closeNow() }) {
+            let rows = try await connection.query(query, logger: l)
+            var n: Int64 = -1
+            for try await (e, _) in rows.decode((Int64, Int64).self) { n = e }
+            return n
+        }
+        guard count == Int64(entries.count) else {
+            throw LedgerError(.corrupt, "append wrote \(count) rows for \(entries.count) entries")
+        }
+        tree = range
+        return first
+    }
+}

@@ -1,0 +1,353 @@
+public import CountersignConfig
+public import CountersignVerify
+public import Foundation
+public import Logging
+import NIOCore
+import PostgresNIO
+
+/// The tamper-evident ledger in PostgreSQL: append-only rows of signed statements, an RFC 6962
+/// Merkle tree over them, signed checkpoints, and inclusion and consistency proofs.
+///
+/// Make one per process with the writer login (the server) or the reader login (auditors), and
+/// run ``run()`` in a long-lived task for as long as it is used: it runs the connection pool,
+/// the batch writer and the checkpointer (when a signer is given). Appends need a lease:
+/// ``acquireLease(holder:ttl:)`` first, then ``renewLease(ttl:)`` well inside the TTL.
+///
+/// ```swift
+/// let ledger = try Ledger(database: config.database, settings: config.ledger, signer: signer, logger: logger)
+/// async let _ = ledger.run()
+/// _ = try await ledger.acquireLease(holder: config.node.name, ttl: .seconds(10))
+/// let index = try await ledger.append(LedgerEntry(kind: .decision, statement: signed, agent: a, owner: o, requestID: id))
+/// ```
+public final class Ledger: Sendable {
+    /// Tuning. Defaults: ``defaults``.
+    public struct Options: Sendable, Hashable {
+        /// Longest a database operation may take before it fails with `unavailable`. Default 5 s.
+        public var timeout: Duration
+        /// Most entries written in one batch (one statement, one commit). Default 2,000.
+        public var batchLimit: Int
+        /// Connections of the read pool. Default 8.
+        public var readConnections: Int
+
+        public init(timeout: Duration = .seconds(5), batchLimit: Int = 2000, readConnections: Int = 8) {
+            self.timeout = timeout
+            self.batchLimit = batchLimit
+            self.readConnections = readConnections
+        }
+
+        public static let defaults = Options()
+    }
+
+    public let database: DatabaseSettings
+    public let settings: LedgerSettings
+    public let role: DatabaseRole
+    let options: Options
+    let logger: Logger
+    let signer: (any StatementSigner)?
+    let client: PostgresClient
+    let writer: BatchWriter
+    let checkpointWake: AsyncStream<Void>.Continuation
+    let checkpointRequests: AsyncStream<Void>
+
+    /// - Parameters:
+    ///   - database: where the ledger is and the logins.
+    ///   - settings: origin of checkpoints and the checkpoint interval.
+    ///   - role: `.writer` (default) for the server, `.reader` for read-only use.
+    ///   - signer: signs checkpoints; without one, ``run()`` makes none and ``checkpoint()`` throws.
+    ///   - options: timeouts and batch size (``Options/defaults``).
+    /// - Throws: ``LedgerError`` when a password cannot be read.
+    public init(database: DatabaseSettings, settings: LedgerSettings = .defaults, role: DatabaseRole = .writer,
+                signer: (any StatementSigner)? = nil, options: Options = .defaults, logger: Logger) throws {
+        self.database = database
+        self.settings = settings
+        self.role = role
+        self.options = options
+        self.logger = logger
+        self.signer = signer
+        let config = try Database.clientConfiguration(database, role, connectTimeout: options.timeout, maxConnections: options.readConnections)
+        self.client = PostgresClient(configuration: config, backgroundLogger: logger)
+        self.writer = BatchWriter(database: database, timeout: options.timeout, batchLimit: options.batchLimit, logger: logger)
+        (self.checkpointRequests, self.checkpointWake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Runs the read pool, the batch writer and, with a signer, the checkpointer, until the task
+    /// is cancelled. Queued appends then fail with `unavailable`.
+    public func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.client.run() }
+            if role == .writer {
+                group.addTask { await self.writer.run() }
+                if signer != nil {
+                    group.addTask { await self.runCheckpointer() }
+                }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    // MARK: Appending
+
+    /// Appends one signed statement; returns its index once its transaction has committed.
+    /// - Throws: ``LedgerError``: `leaseLost` without a lease, `staleEpoch` when another node
+    ///   took the lease (the database refused the epoch), `unavailable` when the database cannot
+    ///   be reached in time, `conflict` when another writer appended at the same moment.
+    public func append(_ entry: LedgerEntry) async throws -> UInt64 {
+        try await writer.submit([entry])[0]
+    }
+
+    /// Appends statements together, in order, in one transaction; returns their indices.
+    public func append(contentsOf entries: [LedgerEntry]) async throws -> [UInt64] {
+        try await writer.submit(entries)
+    }
+
+    // MARK: Lease (the fence)
+
+    /// Takes the writer lease if it is free (expired) or already this holder's, bumping the epoch;
+    /// appends then carry the new epoch.
+    /// - Throws: ``LedgerError`` `leaseLost` when another holder's lease is live.
+    @discardableResult
+    public func acquireLease(holder: String, ttl: Duration) async throws -> Lease {
+        let ms = Double(ttl.milliseconds)
+        let lease: Lease? = try await read("acquiring the lease") { c, l in
+            let rows = try await c.query("""
+                UPDATE lease SET holder = \(holder), epoch = epoch + 1,
+                                 expires_at = now() + \(ms) * interval '1 millisecond'
+                WHERE id = 1 AND (expires_at <= now() OR holder = \(holder))
+                RETURNING holder, epoch, expires_at
+                """, logger: l)
+            for try await (h, e, x) in rows.decode((String, Int64, Date).self) {
+                return Lease(holder: h, epoch: UInt64(e), expiresAt: x, isLive: true)
+            }
+            return nil
+        }
+        guard let lease else {
+            let current = try await currentLease()
+            throw LedgerError(.leaseLost, "the lease is held by \(current.holder) (epoch \(current.epoch)) until \(current.expiresAt)")
+        }
+        await writer.setEpoch(lease.epoch)
+        return lease
+    }
+
+    /// Extends this node's lease by `ttl` from now (database clock).
+    /// - Throws: ``LedgerError`` `leaseLost` when the lease is no longer this node's (appends stop).
+    @discardableResult
+    public func renewLease(ttl: Duration) async throws -> Lease {
+        guard let epoch = await writer.epoch else { throw LedgerError(.leaseLost, "no lease to renew") }
+        let ms = Double(ttl.milliseconds)
+        let ep = Int64(epoch)
+        let lease: Lease? = try await read("renewing the lease") { c, l in
+            let rows = try await c.query("""
+                UPDATE lease SET expires_at = now() + \(ms) * interval '1 millisecond'
+                WHERE id = 1 AND epoch = \(ep) AND expires_at > now()
+                RETURNING holder, epoch, expires_at
+                """, logger: l)
+            for try await (h, e, x) in rows.decode((String, Int64, Date).self) {
+                return Lease(holder: h, epoch: UInt64(e), expiresAt: x, isLive: true)
+            }
+            return nil
+        }
+        guard let lease else {
+            await writer.setEpoch(nil)
+            throw LedgerError(.leaseLost, "the lease of epoch \(epoch) was lost or expired")
+        }
+        return lease
+    }
+
+    /// The lease row as it is now.
+    public func currentLease() async throws -> Lease {
+        try await read("reading the lease") { c, l in
+            let rows = try await c.query("SELECT holder, epoch, expires_at, expires_at > now() FROM lease WHERE id = 1", logger: l)
+            for try await (h, e, x, live) in rows.decode((String, Int64, Date, Bool).self) {
+                return Lease(holder: h, epoch: UInt64(e), expiresAt: x, isLive: live)
+            }
+            throw LedgerError(.schema, "the lease row is missing")
+        }
+    }
+
+    /// The epoch appends carry now, if this node holds a lease.
+    public var currentEpoch: UInt64? {
+        get async { await writer.epoch }
+    }
+
+    // MARK: Reads
+
+    /// Number of committed entries (the tree size).
+    public func size() async throws -> UInt64 {
+        try await read("reading the ledger size") { c, l in try await TreeStore.size(c, logger: l) }
+    }
+
+    /// The newest entry of `kind` for `requestID`, if any (for idempotency and `GetDecision`).
+    public func latest(kind: EntryKind, requestID: String) async throws -> StoredEntry? {
+        let k = kind.rawValue
+        return try await read("looking up request \(requestID)") { c, l in
+            let rows = try await c.query("""
+                SELECT \(unescaped: EntryRow.columns) FROM entries
+                WHERE request_id = \(requestID) AND kind = \(k) ORDER BY idx DESC LIMIT 1
+                """, logger: l)
+            for try await row in rows { return try EntryRow.decode(row) }
+            return nil
+        }
+    }
+
+    /// The entry at `index`.
+    /// - Throws: ``LedgerError`` `outOfRange` beyond the end.
+    public func entry(at index: UInt64) async throws -> StoredEntry {
+        let i = Int64(index)
+        let found: StoredEntry? = try await read("reading entry \(index)") { c, l in
+            let rows = try await c.query("SELECT \(unescaped: EntryRow.columns) FROM entries WHERE idx = \(i)", logger: l)
+            for try await row in rows { return try EntryRow.decode(row) }
+            return nil
+        }
+        guard let found else { throw LedgerError.outOfRange("no entry at index \(index)") }
+        return found
+    }
+
+    // MARK: Proofs
+
+    /// The inclusion proof of leaf `index` in the tree of `treeSize` leaves, in RFC 9162 order.
+    /// - Throws: ``LedgerError`` `outOfRange` unless `index < treeSize ≤ size()`.
+    public func proveInclusion(index: UInt64, treeSize: UInt64) async throws -> [[UInt8]] {
+        guard index < treeSize else {
+            throw LedgerError.outOfRange("index \(index) is not below tree size \(treeSize)")
+        }
+        let plan = ProofPlan.inclusion(index: index, treeSize: treeSize)
+        let hashes = try await read("proving inclusion") { c, l in
+            try await TreeStore.proof(c, plan, mustExist: treeSize - 1, logger: l)
+        }
+        guard let hashes else { throw LedgerError.outOfRange("tree size \(treeSize) is beyond the ledger") }
+        return hashes
+    }
+
+    /// The consistency proof between tree sizes `first` and `second`, in RFC 9162 order (empty
+    /// when they are equal).
+    /// - Throws: ``LedgerError`` `outOfRange` unless `1 ≤ first ≤ second ≤ size()`.
+    public func proveConsistency(first: UInt64, second: UInt64) async throws -> [[UInt8]] {
+        guard first >= 1, first <= second else {
+            throw LedgerError.outOfRange("consistency needs 1 ≤ first (\(first)) ≤ second (\(second))")
+        }
+        let plan = ProofPlan.consistency(first: first, second: second)
+        let hashes = try await read("proving consistency") { c, l in
+            try await TreeStore.proof(c, plan, mustExist: second - 1, logger: l)
+        }
+        guard let hashes else { throw LedgerError.outOfRange("tree size \(second) is beyond the ledger") }
+        return hashes
+    }
+
+    /// The root hash of the tree of `treeSize` leaves (≤ `size()`).
+    public func rootHash(treeSize: UInt64) async throws -> [UInt8] {
+        guard treeSize > 0 else { return Merkle.emptyRoot }
+        let parts = ProofPlan.decompose(0, treeSize)
+        let plan = ProofPlan(nodes: [parts])
+        let hashes = try await read("computing a root") { c, l in
+            try await TreeStore.proof(c, plan, mustExist: treeSize - 1, logger: l)
+        }
+        guard let hashes else { throw LedgerError.outOfRange("tree size \(treeSize) is beyond the ledger") }
+        return hashes[0]
+    }
+
+    // MARK: Checkpoints
+
+    /// The newest signed checkpoint.
+    /// - Throws: ``LedgerError`` `notFound` when there is none yet.
+    public func getCheckpoint() async throws -> StoredCheckpoint {
+        let found: StoredCheckpoint? = try await read("reading the checkpoint") { c, l in
+            let rows = try await c.query("""
+                SELECT body, tree_size, root_hash, payload_type, signature, key_id, epoch
+                FROM checkpoints ORDER BY tree_size DESC LIMIT 1
+                """, logger: l)
+            for try await (b, n, r, t, s, k, e) in rows.decode((ByteBuffer, Int64, ByteBuffer, String, ByteBuffer, String, Int64).self) {
+                return StoredCheckpoint(body: b.bytes, treeSize: UInt64(n), rootHash: r.bytes, payloadType: t,
+                                        signature: s.bytes, keyID: k, epoch: UInt64(e))
+            }
+            return nil
+        }
+        guard let found else { throw LedgerError(.notFound, "no checkpoint yet") }
+        return found
+    }
+
+    /// Signs and stores a checkpoint of the tree as committed now (on demand). Returns the
+    /// existing one when the newest checkpoint already has this size.
+    /// - Throws: ``LedgerError``; the signer's error when it cannot sign.
+    @discardableResult
+    public func checkpoint() async throws -> StoredCheckpoint {
+        guard let signer else { throw LedgerError(.invalidArgument, "this ledger has no signer for checkpoints") }
+        guard let epoch = await writer.epoch else { throw LedgerError(.leaseLost, "this node holds no lease") }
+        let head: CompactRange
+        if let t = await writer.committedTree {
+            head = t
+        } else {
+            head = try await read("reading the tree head") { c, l in try await TreeStore.loadRightEdge(c, logger: l) }
+        }
+        if let latest = try? await getCheckpoint(), latest.treeSize >= head.size { return latest }
+        let text = Checkpoint(origin: settings.origin, treeSize: head.size, rootHash: head.root)
+        let signed = try await signer.sign(payloadType: PayloadType.checkpoint, payload: text.bytes)
+        let stored = StoredCheckpoint(body: signed.payload, treeSize: head.size, rootHash: head.root, payloadType: signed.payloadType,
+                                      signature: signed.signature, keyID: signed.keyID, epoch: epoch)
+        let n = Int64(head.size), ep = Int64(epoch)
+        let body = ByteBuffer(bytes: stored.body), root = ByteBuffer(bytes: stored.rootHash), sig = ByteBuffer(bytes: stored.signature)
+        let ptype = stored.payloadType, kid = stored.keyID
+        try await read("storing a checkpoint") { c, l in
+            try await c.query("""
+                INSERT INTO checkpoints (tree_size, root_hash, body, payload_type, signature, key_id, epoch)
+                VALUES (\(n), \(root), \(body), \(ptype), \(sig), \(kid), \(ep))
+                ON CONFLICT (tree_size) DO NOTHING
+                """, logger: l)
+        }
+        return stored
+    }
+
+    /// Asks the checkpointer for a checkpoint soon (without waiting for it).
+    public func requestCheckpoint() { checkpointWake.yield() }
+
+    private func runCheckpointer() async {
+        let interval = Duration.milliseconds(max(10, settings.checkpointIntervalMs))
+        var lastSize: UInt64 = 0
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [checkpointWake] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: interval)
+                    checkpointWake.yield()
+                }
+            }
+            for await _ in checkpointRequests {
+                if Task.isCancelled { break }
+                guard let tree = await writer.committedTree, tree.size > lastSize else { continue }
+                do {
+                    let cp = try await checkpoint()
+                    lastSize = cp.treeSize
+                } catch {
+                    logger.warning("checkpoint failed", metadata: ["cs.error": "\(String(reflecting: error))"])
+                }
+            }
+            group.cancelAll()
+        }
+    }
+
+    // MARK: Helpers
+
+    /// Runs `body` on a pooled connection with the deadline of ``Options/timeout``, mapping errors.
+    func read<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T {
+        let client = self.client, logger = self.logger
+        do {
+            return try await withDeadline(options.timeout, what) {
+                try await client.withConnection { c in try await body(c, logger) }
+            }
+        } catch {
+            throw Database.map(error, what)
+        }
+    }
+}
+
+/// Decoding of `entries` rows.
+enum EntryRow {
+    static let columns = "idx, kind, payload_type, statement, signature, key_id, agent, owner, request_id, fingerprint, epoch, leaf_hash, created_at"
+
+    static func decode(_ row: PostgresRow) throws -> StoredEntry {
+        let (i, k, t, st, sig, kid, a, o, r, fp, e, lh, at) = try row.decode(
+            (Int64, String, String, ByteBuffer, ByteBuffer, String, String, String, String?, ByteBuffer?, Int64, ByteBuffer, Date).self)
+        return StoredEntry(index: UInt64(i), kind: EntryKind(rawValue: k),
+                           statement: SignedStatement(payloadType: t, payload: st.bytes, signature: sig.bytes, keyID: kid),
+                           agent: a, owner: o, requestID: r, fingerprint: fp?.bytes, epoch: UInt64(e), leafHash: lh.bytes, createdAt: at)
+    }
+}

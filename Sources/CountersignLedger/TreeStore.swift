@@ -1,0 +1,62 @@
+import CountersignVerify
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// Reads of the stored Merkle tree: complete-subtree hashes by primary key.
+enum TreeStore {
+    /// Number of entries (max index + 1).
+    static func size(_ connection: PostgresConnection, logger: Logger) async throws -> UInt64 {
+        let rows = try await connection.query("SELECT coalesce(max(idx) + 1, 0)::int8 FROM entries", logger: logger)
+        for try await (n,) in rows.decode((Int64,).self) { return UInt64(n) }
+        return 0
+    }
+
+    /// Hashes of the given complete subtrees, in order, in one query. A subtree that is not stored
+    /// (beyond the end of the ledger) is `nil`.
+    static func subtreeHashes(_ connection: PostgresConnection, _ subtrees: [Subtree], logger: Logger) async throws -> [[UInt8]?] {
+        guard !subtrees.isEmpty else { return [] }
+        let levels = subtrees.map { Int16($0.level) }
+        let positions = subtrees.map { Int64(bitPattern: $0.index) }
+        let query: PostgresQuery = """
+            SELECT k.ord::int8,
+                   CASE WHEN k.lvl = 0 THEN (SELECT e.leaf_hash FROM entries e WHERE e.idx = k.pos)
+                        ELSE (SELECT m.hash FROM merkle_nodes m
+                              WHERE m.last_leaf = ((k.pos + 1) << k.lvl::int) - 1 AND m.level = k.lvl) END
+            FROM unnest(\(levels)::int2[], \(positions)::int8[]) WITH ORDINALITY AS k(lvl, pos, ord)
+            ORDER BY k.ord
+            """
+        var out = [[UInt8]?](repeating: nil, count: subtrees.count)
+        let rows = try await connection.query(query, logger: logger)
+        for try await (ord, hash) in rows.decode((Int64, ByteBuffer?).self) {
+            out[Int(ord) - 1] = hash?.bytes
+        }
+        return out
+    }
+
+    /// The right edge of the committed tree: its size and one complete subtree per set bit.
+    static func loadRightEdge(_ connection: PostgresConnection, logger: Logger) async throws -> CompactRange {
+        let size = try await self.size(connection, logger: logger)
+        let parts = CompactRange.subtrees(ofSize: size).map { Subtree(level: $0.level, index: $0.index) }
+        let hashes = try await subtreeHashes(connection, parts, logger: logger)
+        let present = hashes.compactMap { $0 }
+        guard present.count == parts.count else {
+            throw LedgerError(.corrupt, "the stored tree lacks a subtree of the right edge at size \(size)")
+        }
+        return try CompactRange(size: size, subtreeHashes: present)
+    }
+
+    /// The hashes of a proof plan; `nil` subtrees mean the size is beyond the ledger.
+    static func proof(_ connection: PostgresConnection, _ plan: ProofPlan, mustExist lastLeaf: UInt64, logger: Logger) async throws -> [[UInt8]]? {
+        var subtrees = plan.subtrees
+        let probe = Subtree(level: 0, index: lastLeaf)
+        subtrees.append(probe)
+        let hashes = try await subtreeHashes(connection, subtrees, logger: logger)
+        var table: [Subtree: [UInt8]] = [:]
+        for (s, h) in zip(subtrees, hashes) {
+            guard let h else { return nil }
+            table[s] = h
+        }
+        return plan.hashes { table[$0]! }
+    }
+}

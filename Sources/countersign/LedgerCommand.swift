@@ -1,0 +1,233 @@
+import ArgumentParser
+import CountersignConfig
+import CountersignLedger
+import CountersignVerify
+import Foundation
+import Logging
+
+/// `countersign ledger …`: the tamper-evident ledger's operator and auditor commands.
+struct LedgerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ledger",
+        abstract: "Migrate, verify, export and prove the tamper-evident ledger.",
+        subcommands: [Migrate.self, Verify.self, Export.self, Prove.self, CheckpointCommand.self]
+    )
+
+    static func load(_ option: ConfigOption) throws -> CountersignConfiguration {
+        try CountersignConfiguration.load(path: try option.resolvedPath())
+    }
+
+    static var logger: Logger {
+        var l = Logger(label: "countersign.ledger") { StreamLogHandler.standardError(label: $0) }
+        l.logLevel = .warning
+        return l
+    }
+
+    static func fail(_ error: any Error) -> ExitCode {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        return ExitCode(2)
+    }
+
+    /// A progress bar on stderr (only when stderr is a terminal, else a line every few seconds).
+    final class Progress: @unchecked Sendable {
+        let label: String
+        let start = Date()
+        var last = Date.distantPast
+        let tty = isatty(2) != 0
+        let lock = NSLock()
+        init(_ label: String) { self.label = label }
+        func update(_ done: UInt64, _ total: UInt64, unit: String = "entries") {
+            lock.lock()
+            defer { lock.unlock() }
+            let now = Date()
+            guard now.timeIntervalSince(last) >= (tty ? 0.1 : 5) || (total > 0 && done >= total) else { return }
+            last = now
+            let rate = Double(done) / max(now.timeIntervalSince(start), 0.001)
+            let fraction = total > 0 ? min(1, Double(done) / Double(total)) : 0
+            let width = 30
+            let filled = Int(fraction * Double(width))
+            let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+            let line = String(format: "%@ [%@] %3.0f%% %llu/%llu %@ (%.0f/s)", label, bar, fraction * 100, done, total, unit, rate)
+            FileHandle.standardError.write(Data(((tty ? "\r" : "") + line + (tty ? "" : "\n")).utf8))
+        }
+        func finish() {
+            if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+        }
+    }
+
+    struct Migrate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Apply the ledger's schema migrations as the owner role (database.owner).")
+        @OptionGroup var config: ConfigOption
+
+        func run() async throws {
+            let cfg = try LedgerCommand.load(config)
+            do {
+                let applied = try await Ledger.migrate(database: cfg.database, logger: LedgerCommand.logger)
+                print(applied.isEmpty ? "ledger schema is current" : "applied migrations \(applied.map(String.init).joined(separator: ", "))")
+            } catch {
+                throw LedgerCommand.fail(error)
+            }
+        }
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Verify the whole ledger: indices, leaf hashes, signatures, epochs, stored subtrees and every checkpoint.",
+            discussion: """
+                Reads the database with the reader role (database.reader), or an export file with --file. \
+                Trusts the keys in the --trusted-key files (PEM PUBLIC KEY, DER SubjectPublicKeyInfo) and the \
+                keys that key-event entries signed by a trusted key introduce. Prints the first index where \
+                anything is wrong and exits 1; exits 0 when everything verifies.
+                """)
+        @OptionGroup var config: ConfigOption
+        @Option(name: .long, help: "An export file made by `countersign ledger export` (default: read the database).")
+        var file: String?
+        @Option(name: .customLong("trusted-key"), help: "PEM file of a public key trusted from index 0 (repeatable).")
+        var trustedKeys: [String] = []
+        @Option(name: .long, help: "Expected checkpoint origin (default: ledger.origin of the configuration; '' to skip).")
+        var origin: String?
+
+        func run() async throws {
+            var keys = TrustedKeys()
+            for path in trustedKeys {
+                guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else { throw LedgerCommand.fail(LedgerError(.invalidArgument, "cannot read \(path)")) }
+                do {
+                    for k in try TrustedKeys.keys(fromPEM: pem) { keys.insert(k) }
+                } catch {
+                    throw LedgerCommand.fail(error)
+                }
+            }
+            guard !keys.keys.isEmpty else {
+                throw ValidationError("give at least one --trusted-key FILE (the ledger's first signing key)")
+            }
+            let progress = Progress("verify")
+            let report: VerificationReport
+            let start = Date()
+            do {
+                if let file {
+                    let cfg = try? LedgerCommand.load(config)
+                    let expected = origin ?? cfg?.ledger.origin
+                    report = try LedgerAudit.verifyFile(path: file, trustedKeys: keys, origin: expected == "" ? nil : expected) {
+                        progress.update($0, $1, unit: "bytes")
+                    }
+                } else {
+                    let cfg = try LedgerCommand.load(config)
+                    let expected = origin ?? cfg.ledger.origin
+                    report = try await LedgerAudit.verifyDatabase(database: cfg.database, trustedKeys: keys, origin: expected == "" ? nil : expected,
+                                                                  logger: LedgerCommand.logger) { progress.update($0, $1) }
+                }
+            } catch {
+                progress.finish()
+                throw LedgerCommand.fail(error)
+            }
+            progress.finish()
+            let seconds = Date().timeIntervalSince(start)
+            if let problem = report.problem {
+                print("FAILED at index \(problem.index): \(problem.message)")
+                print("checked \(report.entries) entries and \(report.checkpoints) checkpoints before it")
+                throw ExitCode(1)
+            }
+            print("OK: \(report.entries) entries, \(report.checkpoints) checkpoints, \(report.storedNodes) stored subtree hashes verified")
+            print("root \(Hex.encode(report.root)); trusted keys: \(report.trustedKeyIDs.joined(separator: ", "))")
+            print(String(format: "%.2f s, %.0f entries/s", seconds, Double(report.entries) / max(seconds, 0.001)))
+        }
+    }
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write the whole ledger (entries and checkpoints) to a file for offline verification (format: docs/ledger.md).")
+        @OptionGroup var config: ConfigOption
+        @Option(name: [.short, .long], help: "Output file (default: standard output).")
+        var output: String?
+
+        func run() async throws {
+            let cfg = try LedgerCommand.load(config)
+            let handle: FileHandle
+            if let output {
+                guard FileManager.default.createFile(atPath: output, contents: nil), let h = FileHandle(forWritingAtPath: output) else {
+                    throw LedgerCommand.fail(LedgerError(.invalidArgument, "cannot write \(output)"))
+                }
+                handle = h
+            } else {
+                handle = FileHandle.standardOutput
+            }
+            let progress = Progress("export")
+            do {
+                let (n, c) = try await LedgerAudit.export(database: cfg.database, to: handle, logger: LedgerCommand.logger) { progress.update($0, $1) }
+                progress.finish()
+                if output != nil { try handle.close() }
+                FileHandle.standardError.write(Data("exported \(n) entries and \(c) checkpoints\n".utf8))
+            } catch {
+                progress.finish()
+                throw LedgerCommand.fail(error)
+            }
+        }
+    }
+
+    struct Prove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print an inclusion proof of one entry that a third party can check (JSON).",
+            discussion: "Without --tree-size the proof is for the newest signed checkpoint, which is printed with it.")
+        @OptionGroup var config: ConfigOption
+        @Option(name: .long, help: "The entry's index.") var index: UInt64
+        @Option(name: .customLong("tree-size"), help: "Tree size of the proof (default: the newest checkpoint's).") var treeSize: UInt64?
+
+        func run() async throws {
+            let cfg = try LedgerCommand.load(config)
+            do {
+                let ledger = try Ledger(database: cfg.database, settings: cfg.ledger, role: .reader, logger: LedgerCommand.logger)
+                let task = Task { await ledger.run() }
+                defer { task.cancel() }
+                let checkpoint = try? await ledger.getCheckpoint()
+                guard let size = treeSize ?? checkpoint?.treeSize else {
+                    throw LedgerError(.notFound, "no checkpoint yet: give --tree-size")
+                }
+                let entry = try await ledger.entry(at: index)
+                let proof = try await ledger.proveInclusion(index: index, treeSize: size)
+                let root = try await ledger.rootHash(treeSize: size)
+                var object: [String: Any] = [
+                    "index": index,
+                    "tree_size": size,
+                    "statement_b64": Data(entry.statement.payload).base64EncodedString(),
+                    "payload_type": entry.statement.payloadType,
+                    "signature_b64": Data(entry.statement.signature).base64EncodedString(),
+                    "key_id": entry.statement.keyID,
+                    "leaf_hash": Hex.encode(entry.leafHash),
+                    "proof": proof.map { Hex.encode($0) },
+                    "root_hash": Hex.encode(root),
+                ]
+                if let checkpoint, checkpoint.treeSize == size {
+                    object["checkpoint_b64"] = Data(checkpoint.body).base64EncodedString()
+                    object["checkpoint_signature_b64"] = Data(checkpoint.signature).base64EncodedString()
+                    object["checkpoint_key_id"] = checkpoint.keyID
+                }
+                let json = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+                print(String(decoding: json, as: UTF8.self))
+            } catch {
+                throw LedgerCommand.fail(error)
+            }
+        }
+    }
+
+    struct CheckpointCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "checkpoint",
+            abstract: "Print the newest signed checkpoint (text, signature, key id).",
+            discussion: "Checkpoints are made by the running server's checkpointer (and on demand through it), signed by the token.")
+        @OptionGroup var config: ConfigOption
+
+        func run() async throws {
+            let cfg = try LedgerCommand.load(config)
+            do {
+                let ledger = try Ledger(database: cfg.database, settings: cfg.ledger, role: .reader, logger: LedgerCommand.logger)
+                let task = Task { await ledger.run() }
+                defer { task.cancel() }
+                let cp = try await ledger.getCheckpoint()
+                print(String(decoding: cp.body, as: UTF8.self), terminator: "")
+                print("— \(cp.payloadType) key \(cp.keyID) signature \(Data(cp.signature).base64EncodedString())")
+            } catch {
+                throw LedgerCommand.fail(error)
+            }
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// CountersignLedgerTests: tests arrive with issue 5.

@@ -1,0 +1,114 @@
+import CountersignConfig
+import CountersignVerify
+import Foundation
+import Testing
+@testable import CountersignLedger
+
+/// The tamper matrix: a superuser with triggers disabled changes the ledger; `ledger verify` must
+/// name the right index. Each case gets its own database of 64 entries with a signed checkpoint
+/// every 8 entries.
+@Suite(.serialized) struct TamperTests {
+    struct Case: Sendable, CustomTestStringConvertible {
+        var name: String
+        var sql: String
+        /// Entries appended through the ledger after the tampering (re-append after truncation).
+        var reappend: Int = 0
+        var expectedIndex: UInt64
+        var testDescription: String { name }
+    }
+
+    static let forgedKey = SoftwareSigner()
+
+    static var cases: [Case] {
+        let forged = forgedKey.signNow(payloadType: PayloadType.decision, payload: Array("forged approval".utf8))
+        let forgedLeaf = Hex.encode(Merkle.leafHash(forged.payload))
+        let fakeRoot = Array(repeating: UInt8(0xAB), count: 32)
+        let fakeBody = Checkpoint(origin: "test.local/ledger", treeSize: 32, rootHash: fakeRoot).bytes
+        let fakeSig = forgedKey.signNow(payloadType: PayloadType.checkpoint, payload: fakeBody)
+        return [
+            Case(name: "change a statement byte (leaf hash recomputed)",
+                 sql: """
+                    UPDATE entries SET statement = overlay(statement placing '\\xff'::bytea from 3 for 1) WHERE idx = 20;
+                    UPDATE entries SET leaf_hash = sha256('\\x00'::bytea || statement) WHERE idx = 20
+                    """,
+                 expectedIndex: 20),
+            Case(name: "change a statement byte (check constraint dropped)",
+                 sql: """
+                    ALTER TABLE entries DROP CONSTRAINT entries_leaf_hash_check;
+                    UPDATE entries SET statement = overlay(statement placing '\\xff'::bytea from 3 for 1) WHERE idx = 20
+                    """,
+                 expectedIndex: 20),
+            Case(name: "change a stored leaf hash",
+                 sql: """
+                    ALTER TABLE entries DROP CONSTRAINT entries_leaf_hash_check;
+                    UPDATE entries SET leaf_hash = sha256('\\x00'::bytea || 'x'::bytea) WHERE idx = 33
+                    """,
+                 expectedIndex: 33),
+            Case(name: "change a stored subtree hash",
+                 sql: "UPDATE merkle_nodes SET hash = sha256(hash) WHERE last_leaf = 27 AND level = 2",
+                 expectedIndex: 24),
+            Case(name: "delete a row",
+                 sql: "DELETE FROM entries WHERE idx = 30",
+                 expectedIndex: 30),
+            Case(name: "swap two rows",
+                 sql: """
+                    UPDATE entries a SET statement = b.statement, signature = b.signature, leaf_hash = b.leaf_hash, request_id = b.request_id
+                    FROM entries b WHERE (a.idx, b.idx) IN ((10, 20), (20, 10))
+                    """,
+                 expectedIndex: 10),
+            Case(name: "insert a forged row",
+                 sql: """
+                    INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner, epoch, leaf_hash)
+                    SELECT 64, 'decision', '\(PayloadType.decision)', '\\x\(Hex.encode(forged.payload))'::bytea,
+                           '\\x\(Hex.encode(forged.signature))'::bytea, '\(forged.keyID)', 'orchestrator', 'mallory', epoch,
+                           '\\x\(forgedLeaf)'::bytea FROM lease
+                    """,
+                 expectedIndex: 64),
+            Case(name: "truncate the tail and re-append different entries",
+                 sql: "DELETE FROM entries WHERE idx >= 43; DELETE FROM merkle_nodes WHERE last_leaf >= 43",
+                 reappend: 21,
+                 expectedIndex: 40),
+            Case(name: "replace a checkpoint",
+                 sql: """
+                    UPDATE checkpoints SET root_hash = '\\x\(Hex.encode(fakeRoot))'::bytea, body = '\\x\(Hex.encode(fakeBody))'::bytea,
+                           signature = '\\x\(Hex.encode(fakeSig.signature))'::bytea WHERE tree_size = 32
+                    """,
+                 expectedIndex: 31),
+            Case(name: "remove the tail (entries and subtrees)",
+                 sql: "DELETE FROM entries WHERE idx >= 60; DELETE FROM merkle_nodes WHERE last_leaf >= 60",
+                 expectedIndex: 60),
+        ]
+    }
+
+    @Test(arguments: cases) func verifyNamesTheTamperedIndex(_ c: Case) async throws {
+        let signer = SoftwareSigner()
+        try await TestDatabase.withFresh { db in
+            try await db.withLedger(signer: signer) { ledger in
+                for n in 0..<64 {
+                    _ = try await ledger.append(signer.entry(n))
+                    if (n + 1) % 8 == 0 { try await ledger.checkpoint() }
+                }
+            }
+            let clean = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: "test.local/ledger", logger: TestEnvironment.logger)
+            #expect(clean.problem == nil && clean.entries == 64 && clean.checkpoints == 8)
+
+            let tables = ["entries", "merkle_nodes", "checkpoints"]
+            let triggers = [
+                "entries": ["entries_00_contiguous", "entries_01_epoch", "entries_append_only", "entries_no_truncate"],
+                "merkle_nodes": ["merkle_nodes_append_only", "merkle_nodes_no_truncate"],
+                "checkpoints": ["checkpoints_00_size", "checkpoints_01_epoch", "checkpoints_append_only", "checkpoints_no_truncate"],
+            ]
+            let reenable = triggers.flatMap { table, names in names.map { "ALTER TABLE \(table) ENABLE ALWAYS TRIGGER \($0)" } }
+            try await db.superuser(tables.map { "ALTER TABLE \($0) DISABLE TRIGGER ALL" }.joined(separator: ";") + ";" + c.sql + ";"
+                                   + reenable.joined(separator: ";"))
+            if c.reappend > 0 {
+                try await db.withLedger(signer: signer) { ledger in
+                    for n in 0..<c.reappend { _ = try await ledger.append(signer.entry(1000 + n)) }
+                }
+            }
+            let report = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: "test.local/ledger", logger: TestEnvironment.logger)
+            let problem = try #require(report.problem, "\(c.name) was not detected")
+            #expect(problem.index == c.expectedIndex, "\(c.name): \(problem)")
+        }
+    }
+}
