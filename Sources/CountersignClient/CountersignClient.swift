@@ -180,6 +180,26 @@ public final class CountersignClient: Sendable {
         try await call(Method.health, HealthRequest(), deadline: deadline)
     }
 
+    /// `Audit.VerifyPlan`: the signed, ledgered decision on a plan.
+    public func verifyPlan(_ request: VerifyPlanRequest, deadline: Duration? = nil) async throws -> Decision {
+        try await call(Method.verifyPlan, request, deadline: deadline)
+    }
+
+    /// `Audit.GetDecision`: the latest decision for a request id.
+    public func decision(requestID: String, deadline: Duration? = nil) async throws -> Decision {
+        try await call(Method.getDecision, GetDecisionRequest(requestID: requestID), deadline: deadline)
+    }
+
+    /// `Audit.GetCheckpoint`: the latest signed checkpoint of the ledger.
+    public func checkpoint(deadline: Duration? = nil) async throws -> CountersignWire.Checkpoint {
+        try await call(Method.getCheckpoint, GetCheckpointRequest(), deadline: deadline)
+    }
+
+    /// `Audit.ProveInclusion`: the RFC 9162 inclusion proof of a leaf in a tree of `treeSize`.
+    public func proveInclusion(leafIndex: UInt64, treeSize: UInt64, deadline: Duration? = nil) async throws -> InclusionProof {
+        try await call(Method.proveInclusion, ProveInclusionRequest(leafIndex: leafIndex, treeSize: treeSize), deadline: deadline)
+    }
+
     /// Closes the connection; calls in flight fail with `UNAVAILABLE`.
     public func close() async {
         try? await channel.close()

@@ -221,6 +221,9 @@ public struct DecisionStatement: ProtoMessage {
     public var planFormat = ""
     public var revision: UInt32 = 0
     public var confirmations: [String] = []
+    /// The findings, signed with the verdict (before/after values are redacted).
+    public var findings: [Finding] = []
+    public var summary = ""
     public init() {}
 
     public mutating func decodeField(_ number: Int, _ wt: WireType, from r: inout ProtoReader) throws -> Bool {
@@ -240,6 +243,8 @@ public struct DecisionStatement: ProtoMessage {
         case 13: planFormat = try r.readString(wt)
         case 14: revision = try r.readUInt32(wt)
         case 15: confirmations.append(try r.readString(wt))
+        case 16: findings.append(try r.readMessage(wt))
+        case 17: summary = try r.readString(wt)
         default: return false
         }
         return true
@@ -261,6 +266,8 @@ public struct DecisionStatement: ProtoMessage {
         w.write(13, string: planFormat)
         w.write(14, uint32: revision)
         w.write(15, strings: confirmations)
+        w.write(16, messages: findings)
+        w.write(17, string: summary)
     }
 }
 

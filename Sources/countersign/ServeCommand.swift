@@ -34,14 +34,9 @@ struct Serve: AsyncParsableCommand {
         var logger = Logger(label: "countersign")
         logger[metadataKey: "cs.node"] = "\(configuration.node.name)"
 
-        var router = Router()
-        let advertise = configuration.node.advertise
-        router.registerHealth(node: configuration.node) {
-            NodeState(role: "active", activeAddress: advertise)
-        }
-        let server = try WireServer(configuration: configuration, router: router, logger: logger)
+        let node = try await Node.make(configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: server)],
+            services: node.services.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()

@@ -231,6 +231,8 @@ enum JSONBuild {
         m.cannotOverride = try bool(o["cannot_override"]); m.changeTicket = try string(o["change_ticket"])
         m.planFormat = try string(o["plan_format"]); m.revision = try int(o["revision"])
         m.confirmations = try array(o["confirmations"]).map { try string($0) }
+        m.findings = try array(o["findings"]).map { try finding(try object($0) ?? [:]) }
+        m.summary = try string(o["summary"])
         return m
     }
 

@@ -1,0 +1,242 @@
+import CountersignConfig
+public import CountersignLedger
+public import CountersignPolicy
+public import CountersignVerify
+public import CountersignWire
+import Crypto
+import Foundation
+public import Logging
+
+/// The decision path of `Audit`: VerifyPlan, GetDecision, GetCheckpoint and the proofs.
+///
+/// `VerifyPlan` runs in a fixed order: authenticate (the handshake) → authorise (role, and the
+/// owners this orchestrator may act for) → evaluate the policy → build the statement → sign it in
+/// the token → append it to the ledger (committed) → reply. A reply never leaves before its ledger
+/// row has committed; anything that cannot be signed or ledgered is `UNAVAILABLE`, never approved.
+public struct DecisionService: Sendable {
+    let engine: PolicyEngine
+    let signer: any StatementSigner
+    let ledger: Ledger
+    let now: @Sendable () -> Int64
+    let logger: Logger
+
+    /// Longest request id accepted.
+    static let maxRequestIDLength = 200
+
+    /// - Parameter now: the clock, in Unix milliseconds (tests pass their own).
+    public init(engine: PolicyEngine, signer: any StatementSigner, ledger: Ledger,
+                now: @escaping @Sendable () -> Int64 = DecisionService.systemClock, logger: Logger) {
+        self.engine = engine
+        self.signer = signer
+        self.ledger = ledger
+        self.now = now
+        self.logger = logger
+    }
+
+    /// Unix milliseconds from the system clock.
+    public static let systemClock: @Sendable () -> Int64 = { Int64(unixMilliseconds()) }
+
+    /// Registers the methods, and ledgers every `PERMISSION_DENIED` refusal.
+    public func register(into router: inout Router) {
+        let service = self
+        router.async(Method.verifyPlan, roles: [.orchestrator]) { (request: VerifyPlanRequest, context) in
+            try await service.verifyPlan(request, context)
+        }
+        router.async(Method.getDecision, roles: [.orchestrator, .auditor]) { (request: GetDecisionRequest, context) in
+            try await service.getDecision(request, context)
+        }
+        router.async(Method.getCheckpoint) { (_: GetCheckpointRequest, _) in
+            let c = try await service.ledger.getCheckpoint()
+            var reply = Checkpoint()
+            reply.checkpoint = c.body
+            reply.treeSize = c.treeSize
+            reply.rootHash = c.rootHash
+            reply.signature = c.signature
+            reply.keyID = c.keyID
+            return reply
+        }
+        router.async(Method.proveInclusion) { (request: ProveInclusionRequest, _) in
+            var reply = InclusionProof()
+            reply.leafIndex = request.leafIndex
+            reply.treeSize = request.treeSize
+            reply.hashes = try await service.ledger.proveInclusion(index: request.leafIndex, treeSize: request.treeSize)
+            return reply
+        }
+        router.async(Method.proveConsistency) { (request: ProveConsistencyRequest, _) in
+            var reply = ConsistencyProof()
+            reply.firstSize = request.firstSize
+            reply.secondSize = request.secondSize
+            reply.hashes = try await service.ledger.proveConsistency(first: request.firstSize, second: request.secondSize)
+            return reply
+        }
+        router.onRefusal = { context, status in
+            await service.ledgerRefusal(context: context, status: status, requestID: "", owner: "")
+        }
+    }
+
+    // MARK: VerifyPlan
+
+    func verifyPlan(_ request: VerifyPlanRequest, _ context: CallContext) async throws -> CountersignWire.Decision {
+        guard !request.requestID.isEmpty, request.requestID.utf8.count <= Self.maxRequestIDLength else {
+            throw Status(.invalidArgument, "request_id must be 1 to \(Self.maxRequestIDLength) bytes")
+        }
+        guard !request.owner.isEmpty else { throw Status(.invalidArgument, "owner (the accountable human) is required") }
+        guard !request.plan.isEmpty else { throw Status(.invalidArgument, "plan is empty") }
+        guard context.principal.mayActFor(request.owner) else {
+            let status = Status(.permissionDenied, "orchestrator '\(context.principal.id)' may not act for '\(request.owner)'")
+            await ledgerRefusal(context: context, status: status, requestID: request.requestID, owner: request.owner)
+            throw status
+        }
+        let format = try PlanFormat(wireName: request.planFormat)
+        let fingerprint = Self.fingerprint(request)
+
+        // Idempotency: the same request again returns the stored decision, byte for byte.
+        if let stored = try await ledger.latest(kind: .decision, requestID: request.requestID) {
+            guard stored.fingerprint == fingerprint else {
+                throw Status(.alreadyExists, "request_id '\(request.requestID)' was decided for a different request; use a new request_id")
+            }
+            return try Self.reply(from: stored)
+        }
+
+        let evaluation = try engine.evaluate(EvaluationRequest(
+            requestID: request.requestID, userRequest: request.userRequest, owner: request.owner, plan: request.plan,
+            planFormat: format, changeTicket: request.changeTicket.isEmpty ? nil : request.changeTicket,
+            infracost: request.infracost.isEmpty ? nil : request.infracost))
+
+        var statement = DecisionStatement()
+        statement.requestID = request.requestID
+        statement.planSHA256 = evaluation.planSHA256
+        statement.userRequestSHA256 = evaluation.userRequestSHA256
+        statement.policySHA256 = evaluation.policySHA256
+        statement.verdict = CountersignWire.Verdict(policy: evaluation.verdict)
+        statement.agent = context.principal.id
+        statement.owner = request.owner
+        statement.keyID = try await signer.activeKeyID
+        statement.decidedAtUnixMs = now()
+        statement.rules = evaluation.findings.map(\.rule)
+        statement.cannotOverride = evaluation.cannotOverride
+        statement.changeTicket = request.changeTicket
+        statement.planFormat = format.rawValue
+        statement.findings = evaluation.findings.map(CountersignWire.Finding.init(policy:))
+        statement.summary = evaluation.summary
+
+        let signed = try await signer.sign(payloadType: PayloadType.decision, payload: statement.protobufBytes())
+        let index = try await ledger.append(LedgerEntry(
+            kind: .decision, statement: signed, agent: context.principal.id, owner: request.owner,
+            requestID: request.requestID, fingerprint: fingerprint))
+        context.logger.info("decided", metadata: [
+            "cs.request_id": "\(request.requestID)", "cs.verdict": "\(statement.verdict)", "cs.ledger_index": "\(index)",
+            "cs.owner": "\(request.owner)",
+        ])
+        return Self.reply(statement: statement, signed: signed, index: index)
+    }
+
+    // MARK: GetDecision
+
+    func getDecision(_ request: GetDecisionRequest, _ context: CallContext) async throws -> CountersignWire.Decision {
+        guard let stored = try await ledger.latest(kind: .decision, requestID: request.requestID) else {
+            throw Status(.notFound, "no decision for request_id '\(request.requestID)'")
+        }
+        if context.principal.role == .orchestrator, !context.principal.mayActFor(stored.owner) {
+            throw Status(.permissionDenied, "orchestrator '\(context.principal.id)' may not read decisions for '\(stored.owner)'")
+        }
+        return try Self.reply(from: stored)
+    }
+
+    // MARK: refusals
+
+    /// Ledgers a refused attempt: who tried what, and why. Best effort: a refusal that cannot be
+    /// ledgered is logged, and the caller is refused all the same.
+    func ledgerRefusal(context: CallContext, status: Status, requestID: String, owner: String) async {
+        var refusal = RefusalStatement()
+        refusal.method = context.method
+        refusal.principal = context.principal.id
+        refusal.code = status.code.rawValue
+        refusal.reason = status.message
+        refusal.requestID = requestID
+        refusal.owner = owner
+        refusal.atUnixMs = now()
+        do {
+            refusal.keyID = try await signer.activeKeyID
+            let signed = try await signer.sign(payloadType: PayloadType.refusal, payload: refusal.protobufBytes())
+            _ = try await ledger.append(LedgerEntry(kind: .refusal, statement: signed, agent: context.principal.id,
+                                                    owner: owner, requestID: requestID.isEmpty ? nil : requestID))
+        } catch {
+            context.logger.error("could not ledger a refusal", metadata: ["cs.error": "\(String(reflecting: error))"])
+        }
+    }
+
+    // MARK: helpers
+
+    /// SHA-256 over every field that makes a request what it is, each length-prefixed.
+    static func fingerprint(_ r: VerifyPlanRequest) -> [UInt8] {
+        var hasher = SHA256()
+        for field in [Array(r.requestID.utf8), Array(r.userRequest.utf8), Array(r.owner.utf8), r.plan, Array(r.planFormat.utf8),
+                      Array(r.changeTicket.utf8), Array(r.registeredRequestID.utf8), r.infracost] {
+            withUnsafeBytes(of: UInt64(field.count).bigEndian) { hasher.update(bufferPointer: $0) }
+            hasher.update(data: field)
+        }
+        return Array(hasher.finalize())
+    }
+
+    static func reply(from stored: StoredEntry) throws -> CountersignWire.Decision {
+        let statement: DecisionStatement
+        do {
+            statement = try DecisionStatement(protobuf: stored.statement.payload)
+        } catch {
+            throw Status(.dataLoss, "the stored decision at index \(stored.index) does not decode: run `countersign ledger verify`")
+        }
+        return reply(statement: statement, signed: stored.statement, index: stored.index)
+    }
+
+    static func reply(statement: DecisionStatement, signed: SignedStatement, index: UInt64) -> CountersignWire.Decision {
+        var reply = CountersignWire.Decision()
+        reply.requestID = statement.requestID
+        reply.verdict = statement.verdict
+        reply.findings = statement.findings
+        reply.summary = statement.summary
+        reply.cannotOverride = statement.cannotOverride
+        reply.statement = signed.payload
+        reply.signature = signed.signature
+        reply.keyID = signed.keyID
+        reply.ledgerIndex = index
+        reply.payloadType = signed.payloadType
+        return reply
+    }
+}
+
+private func unixMilliseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+}
+
+extension CountersignWire.Verdict {
+    init(policy: CountersignPolicy.Verdict) {
+        switch policy {
+        case .approved: self = .approved
+        case .veto: self = .veto
+        case .escalate: self = .escalate
+        }
+    }
+}
+
+extension CountersignWire.Finding {
+    init(policy f: CountersignPolicy.Finding) {
+        self.init(rule: f.rule, enforcement: Enforcement(policy: f.enforcement), address: f.address, path: f.path,
+                  message: f.message, before: f.before ?? "", after: f.after ?? "", remedy: f.remedy,
+                  overridableBy: f.overridableBy)
+    }
+}
+
+extension CountersignWire.Enforcement {
+    init(policy e: CountersignPolicy.Enforcement) {
+        switch e {
+        case .hard: self = .hard
+        case .intent: self = .intent
+        case .confirm: self = .confirm
+        case .soft: self = .soft
+        case .advisory: self = .advisory
+        }
+    }
+}

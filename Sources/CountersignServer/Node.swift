@@ -1,0 +1,121 @@
+public import CountersignConfig
+import CountersignLedger
+import CountersignPolicy
+import CountersignSigner
+import CountersignVerify
+import Foundation
+public import Logging
+import NIOConcurrencyHelpers
+public import ServiceLifecycle
+
+/// A whole Countersign node built from its configuration: the token signer and keyring, the
+/// ledger (with its lease), the policy, the decision service and the wire server, as
+/// swift-service-lifecycle services started in that order and stopped in reverse.
+public struct Node: Sendable {
+    public let services: [any Service]
+    public let server: WireServer
+
+    /// Builds the node. A missing token or database does not stop it: it starts, reports itself
+    /// unavailable in Health, and refuses every decision until they are back (fail secure).
+    /// - Parameter keyEventsPath: the keyring's key-event log (default: keyring/key-events.jsonl
+    ///   beside the configuration file).
+    /// - Throws: a configuration error: an unreadable policy file, certificates or PKCS#11 module.
+    public static func make(configuration: CountersignConfiguration, logger: Logger, keyEventsPath: String? = nil) async throws -> Node {
+        let engine = PolicyEngine(policy: try Self.loadPolicy(configuration.policy))
+        let signer = try TokenSigner(settings: configuration.token, logger: logger)
+        let base = URL(fileURLWithPath: configuration.sourcePath).deletingLastPathComponent()
+        let eventsPath = keyEventsPath ?? base.appendingPathComponent("keyring/key-events.jsonl").path
+        let custodian = KeyCustodian(signer: signer, log: FileKeyEventLog(path: eventsPath), settings: configuration.token, logger: logger)
+        do {
+            try await custodian.load()
+        } catch {
+            logger.error("keyring did not load: no statement can be signed until it does",
+                         metadata: ["cs.error": "\(String(reflecting: error))", "cs.key_events": "\(eventsPath)"])
+        }
+        let ledger = try Ledger(database: configuration.database, settings: configuration.ledger, signer: signer, logger: logger)
+        let leaseKeeper = LeaseKeeper(ledger: ledger, holder: configuration.node.name, logger: logger)
+        let decisions = DecisionService(engine: engine, signer: signer, ledger: ledger, logger: logger)
+
+        var router = Router()
+        let advertise = configuration.node.advertise
+        router.registerHealth(node: configuration.node) {
+            let lease = leaseKeeper.state
+            return NodeState(role: lease.holding ? "active" : "standby", activeAddress: advertise, epoch: lease.epoch,
+                             signerAvailable: signer.availability.isAvailable, ledgerAvailable: lease.holding,
+                             treeSize: lease.treeSize)
+        }
+        decisions.register(into: &router)
+        let server = try WireServer(configuration: configuration, router: router, logger: logger)
+        return Node(services: [LedgerService(ledger: ledger), leaseKeeper, server], server: server)
+    }
+
+    static func loadPolicy(_ settings: PolicySettings) throws -> Policy {
+        guard let file = settings.file else { return .defaults }
+        guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
+            throw ConfigurationError(key: "policy.file", message: "cannot read \(file)")
+        }
+        do {
+            return try Policy.load(yaml: text)
+        } catch {
+            throw ConfigurationError(key: "policy.file", message: "\(file): \(error)")
+        }
+    }
+}
+
+/// Runs the ledger's connection pool, batch writer and checkpointer until shutdown.
+struct LedgerService: Service {
+    let ledger: Ledger
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await ledger.run() }
+    }
+}
+
+/// Takes the ledger lease and keeps renewing it well inside its TTL. While it does not hold the
+/// lease the node reports itself standby, and the database refuses its appends (epoch fence).
+final class LeaseKeeper: Service, Sendable {
+    struct State: Sendable {
+        var holding = false
+        var epoch: UInt64 = 0
+        var treeSize: UInt64 = 0
+    }
+
+    let ledger: Ledger
+    let holder: String
+    let ttl: Duration
+    let logger: Logger
+    private let box = NIOLockedValueBox(State())
+
+    init(ledger: Ledger, holder: String, ttl: Duration = .seconds(10), logger: Logger) {
+        self.ledger = ledger
+        self.holder = holder
+        self.ttl = ttl
+        self.logger = logger
+    }
+
+    var state: State { box.withLockedValue { $0 } }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let lease = self.state.holding
+                        ? try await self.ledger.renewLease(ttl: self.ttl)
+                        : try await self.ledger.acquireLease(holder: self.holder, ttl: self.ttl)
+                    let size = try await self.ledger.size()
+                    let was = self.box.withLockedValue { s -> Bool in
+                        defer { s = State(holding: true, epoch: lease.epoch, treeSize: size) }
+                        return s.holding
+                    }
+                    if !was { self.logger.info("holding the ledger lease", metadata: ["cs.epoch": "\(lease.epoch)"]) }
+                } catch {
+                    let was = self.box.withLockedValue { s -> Bool in
+                        defer { s.holding = false }
+                        return s.holding
+                    }
+                    if was { self.logger.error("lost the ledger lease", metadata: ["cs.error": "\(error)"]) }
+                }
+                try? await Task.sleep(for: self.ttl / 3)
+            }
+        }
+    }
+}
