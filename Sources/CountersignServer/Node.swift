@@ -45,6 +45,7 @@ public struct Node: Sendable {
                              treeSize: lease.treeSize)
         }
         decisions.register(into: &router)
+        router.registerCustody(custodian)
         let server = try WireServer(configuration: configuration, router: router, logger: logger)
         return Node(services: [LedgerService(ledger: ledger), leaseKeeper, server], server: server)
     }
