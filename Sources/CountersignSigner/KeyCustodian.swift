@@ -317,3 +317,40 @@ public actor KeyCustodian {
                 notAfterUnixMs: k.notAfterUnixMs ?? 0, status: k.isActive ? .active : .retired)
     }
 }
+
+extension KeyCustodian {
+    /// `Custody.ProposeRotation` for the authenticated officer `principal`.
+    /// - Throws: ``SignerError`` (`invalidArgument` for an unknown algorithm name).
+    public func propose(_ request: ProposeRotationRequest, by principal: String) async throws -> RotationProposal {
+        var algorithm: KeyAlgorithm?
+        if !request.algorithm.isEmpty {
+            guard let a = KeyAlgorithm(rawValue: request.algorithm) else {
+                throw SignerError(.invalidArgument, "unknown algorithm \(request.algorithm); use one of \(KeyAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            algorithm = a
+        }
+        return try await propose(by: principal, reason: request.reason, algorithm: algorithm)
+    }
+
+    /// `Custody.ApproveRotation` for the authenticated officer `principal`.
+    public func approve(_ request: ApproveRotationRequest, by principal: String) async throws -> RotationResult {
+        try await approve(proposalID: request.proposalID, by: principal)
+    }
+
+    /// The rotation scheduler: checks every `intervalSeconds` (default one hour) whether the
+    /// active key is due and rotates it. Runs until the task is cancelled (the server runs it as a
+    /// service and cancels it on graceful shutdown). A failed check is logged and retried at the
+    /// next interval; signing goes on with the old key meanwhile.
+    public func runRotationScheduler(intervalSeconds: Double = 3600) async {
+        while !Task.isCancelled {
+            do {
+                if let r = try await rotateIfDue() {
+                    logger.notice("scheduled rotation done", metadata: ["cs.key_id": "\(r.newKey?.keyID ?? "")"])
+                }
+            } catch {
+                logger.error("scheduled rotation failed", metadata: ["cs.reason": "\(String(reflecting: error))"])
+            }
+            try? await Task.sleep(nanoseconds: UInt64(intervalSeconds * 1e9))
+        }
+    }
+}
