@@ -291,6 +291,8 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
     }
 
     /// Stops the worker threads and closes the sessions. Jobs still queued fail as unavailable.
+    /// Call it once the server has drained: the threads keep the signer alive until then. The
+    /// module stays initialised (it is shared by the process); the process exit finalises it.
     public func shutdown() {
         cond.lock()
         shuttingDown = true
