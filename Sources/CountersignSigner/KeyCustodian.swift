@@ -39,7 +39,7 @@ public actor KeyCustodian {
     private var keySet: KeyChain.KeySet?
     private var proposals: [String: RotationProposal] = [:]
     private var usedProposals: Set<String> = []
-    private var rotating = false
+    private var busy = false
 
     /// - Parameters:
     ///   - signer: the token signer whose active key this custodian sets.
@@ -63,6 +63,19 @@ public actor KeyCustodian {
     /// - Throws: ``SignerError`` with code `keyChain` when the events do not verify,
     ///   `keyEventLog` when the log cannot be read.
     public func load() async throws {
+        try await exclusive { try await self.reload() }
+    }
+
+    /// One change at a time: a second call while another is running (it may be suspended in the
+    /// token or the log) is refused with `rotationInProgress` instead of acting on a stale keyring.
+    private func exclusive<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        guard !busy else { throw SignerError(.rotationInProgress, "another key operation is in progress; try again") }
+        busy = true
+        defer { busy = false }
+        return try await body()
+    }
+
+    private func reload() async throws {
         var all = try await log.readAll()
         if let completed = try await completeHalfTransition(all) {
             all.append(completed)
@@ -125,13 +138,14 @@ public actor KeyCustodian {
     ///   - algorithm: `token.key_algorithm` unless given.
     /// - Throws: ``SignerError`` `alreadyBootstrapped` when the keyring has a key.
     public func bootstrap(by officer: String, algorithm: KeyAlgorithm? = nil) async throws -> KeyInfo {
-        try await load()
+        try await exclusive { try await self.bootstrapLocked(by: officer, algorithm: algorithm) }
+    }
+
+    private func bootstrapLocked(by officer: String, algorithm: KeyAlgorithm?) async throws -> KeyInfo {
+        try await reload()
         guard keySet == nil, events.isEmpty else {
             throw SignerError(.alreadyBootstrapped, "the keyring already has a key; rotate it instead")
         }
-        guard !rotating else { throw SignerError(.rotationInProgress, "a key change is in progress") }
-        rotating = true
-        defer { rotating = false }
         let algorithm = algorithm ?? settings.keyAlgorithm
         let key = try await signer.generateKey(algorithm: algorithm)
         var event = KeyEventStatement()
@@ -159,7 +173,11 @@ public actor KeyCustodian {
     /// - Throws: ``SignerError`` (`notBootstrapped`, `invalidArgument`, `unavailable`).
     public func propose(by officer: String, reason: String, algorithm: KeyAlgorithm? = nil) async throws -> RotationProposal {
         guard !officer.isEmpty else { throw SignerError(.invalidArgument, "an officer id is required") }
-        try await load()
+        return try await exclusive { try await self.proposeLocked(by: officer, reason: reason, algorithm: algorithm) }
+    }
+
+    private func proposeLocked(by officer: String, reason: String, algorithm: KeyAlgorithm?) async throws -> RotationProposal {
+        try await reload()
         guard let active = keySet?.active else { throw SignerError(.notBootstrapped, "the keyring has no key yet") }
         var id = [UInt8](repeating: 0, count: 12)
         for i in id.indices { id[i] = UInt8.random(in: 0...255) }
@@ -189,7 +207,11 @@ public actor KeyCustodian {
     ///   `proposalExpired`, `selfApproval`, `rotationInProgress`, `unavailable`.
     public func approve(proposalID: String, by officer: String) async throws -> RotationResult {
         guard !officer.isEmpty else { throw SignerError(.invalidArgument, "an officer id is required") }
-        try await load()
+        return try await exclusive { try await self.approveLocked(proposalID: proposalID, by: officer) }
+    }
+
+    private func approveLocked(proposalID: String, by officer: String) async throws -> RotationResult {
+        try await reload()
         guard let proposal = proposals[proposalID] else {
             if usedProposals.contains(proposalID) {
                 throw SignerError(.unknownProposal, "proposal \(proposalID) was already approved")
@@ -213,7 +235,11 @@ public actor KeyCustodian {
     /// calls this periodically.
     /// - Returns: the rotation, or `nil` when none was due.
     public func rotateIfDue() async throws -> RotationResult? {
-        try await load()
+        try await exclusive { try await self.rotateIfDueLocked() }
+    }
+
+    private func rotateIfDueLocked() async throws -> RotationResult? {
+        try await reload()
         guard isRotationDue() else { return nil }
         return try await rotate(algorithm: settings.keyAlgorithm, proposalID: "", proposedBy: Self.schedulerPrincipal,
                                 proposedAt: now(), approvedBy: "",
@@ -224,9 +250,6 @@ public actor KeyCustodian {
 
     private func rotate(algorithm: KeyAlgorithm, proposalID: String, proposedBy: String, proposedAt: Int64,
                         approvedBy: String, reason: String) async throws -> RotationResult {
-        guard !rotating else { throw SignerError(.rotationInProgress, "a key change is in progress") }
-        rotating = true
-        defer { rotating = false }
         guard let old = keySet?.active else { throw SignerError(.notBootstrapped, "the keyring has no key yet") }
         let key = try await signer.generateKey(algorithm: algorithm)
         var event = KeyEventStatement()
@@ -315,5 +338,42 @@ public actor KeyCustodian {
     private func info(_ k: KeyChain.Key) -> KeyInfo {
         KeyInfo(keyID: k.keyID, spkiDER: k.key.spkiDER, algorithm: k.algorithmName, notBeforeUnixMs: k.notBeforeUnixMs,
                 notAfterUnixMs: k.notAfterUnixMs ?? 0, status: k.isActive ? .active : .retired)
+    }
+}
+
+extension KeyCustodian {
+    /// `Custody.ProposeRotation` for the authenticated officer `principal`.
+    /// - Throws: ``SignerError`` (`invalidArgument` for an unknown algorithm name).
+    public func propose(_ request: ProposeRotationRequest, by principal: String) async throws -> RotationProposal {
+        var algorithm: KeyAlgorithm?
+        if !request.algorithm.isEmpty {
+            guard let a = KeyAlgorithm(rawValue: request.algorithm) else {
+                throw SignerError(.invalidArgument, "unknown algorithm \(request.algorithm); use one of \(KeyAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            algorithm = a
+        }
+        return try await propose(by: principal, reason: request.reason, algorithm: algorithm)
+    }
+
+    /// `Custody.ApproveRotation` for the authenticated officer `principal`.
+    public func approve(_ request: ApproveRotationRequest, by principal: String) async throws -> RotationResult {
+        try await approve(proposalID: request.proposalID, by: principal)
+    }
+
+    /// The rotation scheduler: checks every `intervalSeconds` (default one hour) whether the
+    /// active key is due and rotates it. Runs until the task is cancelled (the server runs it as a
+    /// service and cancels it on graceful shutdown). A failed check is logged and retried at the
+    /// next interval; signing goes on with the old key meanwhile.
+    public func runRotationScheduler(intervalSeconds: Double = 3600) async {
+        while !Task.isCancelled {
+            do {
+                if let r = try await rotateIfDue() {
+                    logger.notice("scheduled rotation done", metadata: ["cs.key_id": "\(r.newKey?.keyID ?? "")"])
+                }
+            } catch {
+                logger.error("scheduled rotation failed", metadata: ["cs.reason": "\(String(reflecting: error))"])
+            }
+            try? await Task.sleep(nanoseconds: UInt64(intervalSeconds * 1e9))
+        }
     }
 }

@@ -168,14 +168,17 @@ struct PKCS11Calls {
 
     /// One signature over a 32-byte digest: raw r‖s for ECDSA, the PSS signature for RSA.
     func sign(session: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE, rsa: Bool, digest: [UInt8]) -> Result<[UInt8], SignerError> {
-        var sig = [UInt8](repeating: 0, count: 1024)
-        var len = UInt(sig.count)
-        let rv = digest.withUnsafeBufferPointer { d in
-            sig.withUnsafeMutableBufferPointer { s in
-                cs_p11_sign(f, session, key, rsa ? 1 : 0, d.baseAddress, UInt(d.count), s.baseAddress, &len)
+        // 64 bytes for P-256 r||s; 512 for RSA-4096 (a larger key answers CKR_BUFFER_TOO_SMALL).
+        let capacity = rsa ? 1024 : 64
+        var rv: CK_RV = CK_RV(CKR_OK)
+        let sig = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
+            var len = UInt(capacity)
+            rv = digest.withUnsafeBufferPointer { d in
+                cs_p11_sign(f, session, key, rsa ? 1 : 0, d.baseAddress, UInt(d.count), buffer.baseAddress, &len)
             }
+            initialized = rv == CKR_OK ? Int(min(len, UInt(capacity))) : 0
         }
         guard rv == CKR_OK else { return .failure(.pkcs11(rv, "C_Sign")) }
-        return .success(Array(sig.prefix(Int(len))))
+        return .success(sig)
     }
 }

@@ -38,11 +38,22 @@ enum PublicKeyEncoding {
     }
 
     /// DER ECDSA-Sig-Value from the token's raw r‖s.
+    /// (ASN.1 SEQUENCE of two INTEGERs; written by hand, it is on the hot path.)
     static func ecdsaDER(raw: [UInt8]) throws -> [UInt8] {
-        Array(try P256.Signing.ECDSASignature(rawRepresentation: raw).derRepresentation)
+        guard raw.count == 64 else {
+            throw SignerError(.unavailable, "token returned a \(raw.count)-byte ECDSA signature, not 64")
+        }
+        let r = integer(raw[0..<32]), s = integer(raw[32..<64])
+        var out: [UInt8] = []
+        out.reserveCapacity(2 + r.count + s.count)
+        out.append(0x30)
+        out.append(UInt8(r.count + s.count))  // at most 70: short form
+        out.append(contentsOf: r)
+        out.append(contentsOf: s)
+        return out
     }
 
-    private static func integer(_ magnitude: [UInt8]) -> [UInt8] {
+    private static func integer(_ magnitude: some Collection<UInt8>) -> [UInt8] {
         var m = Array(magnitude.drop { $0 == 0 })
         if m.isEmpty { m = [0] }
         if m[0] & 0x80 != 0 { m.insert(0, at: 0) }

@@ -89,10 +89,14 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
         var publicHandle: CK_OBJECT_HANDLE
     }
 
+    /// A unit of token work. `run` does the PKCS#11 calls and returns the failure that should take
+    /// the signer down (if any) and the completion that resumes the caller, which the signing
+    /// thread may hold back briefly to resume several callers at once (see `workerLoop`).
     private final class Job {
-        let run: (CK_SESSION_HANDLE, [String: KeyHandles]) -> SignerError?
+        let run: (CK_SESSION_HANDLE, [String: KeyHandles]) -> (failure: SignerError?, complete: () -> Void)
         let fail: (SignerError) -> Void
-        init(run: @escaping (CK_SESSION_HANDLE, [String: KeyHandles]) -> SignerError?, fail: @escaping (SignerError) -> Void) {
+        init(run: @escaping (CK_SESSION_HANDLE, [String: KeyHandles]) -> (failure: SignerError?, complete: () -> Void),
+             fail: @escaping (SignerError) -> Void) {
             self.run = run
             self.fail = fail
         }
@@ -291,6 +295,8 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
     }
 
     /// Stops the worker threads and closes the sessions. Jobs still queued fail as unavailable.
+    /// Call it once the server has drained: the threads keep the signer alive until then. The
+    /// module stays initialised (it is shared by the process); the process exit finalises it.
     public func shutdown() {
         cond.lock()
         shuttingDown = true
@@ -378,18 +384,17 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
 
     // MARK: the pool
 
-    private func submit<T>(_ work: @escaping (CK_SESSION_HANDLE, [String: KeyHandles]) -> Result<T, SignerError>) async throws -> T {
+    private func submit<T: Sendable>(_ work: @escaping (CK_SESSION_HANDLE, [String: KeyHandles]) -> Result<T, SignerError>) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
             let job = Job(
                 run: { session, keys in
                     switch work(session, keys) {
                     case .success(let value):
-                        continuation.resume(returning: value)
-                        return nil
+                        return (nil, { continuation.resume(returning: value) })
                     case .failure(let error):
-                        continuation.resume(throwing: error)
                         // Only token failures take the signer down; a wrong key id is the caller's problem.
-                        return error.code == .unavailable || error.code == .keyGeneration && error.returnValue.map(Self.isTokenFailure) == true ? error : nil
+                        let down = error.code == .unavailable || error.code == .keyGeneration && error.returnValue.map(Self.isTokenFailure) == true
+                        return (down ? error : nil, { continuation.resume(throwing: error) })
                     }
                 },
                 fail: { continuation.resume(throwing: $0) })
@@ -411,9 +416,29 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
         rv != CKR_MECHANISM_INVALID && rv != CKR_ARGUMENTS_BAD && rv != CKR_TEMPLATE_INCONSISTENT
     }
 
+    /// Most callers a signing thread resumes at once.
+    private static let completionBatch = 8
+
+    /// A signing thread. Each resumption of an async caller costs a thread wake-up in the
+    /// concurrency runtime; under load (a backlog of at least two jobs) the thread therefore
+    /// resumes its callers in batches of up to ``completionBatch``, and always before it waits for
+    /// work, so a caller is held back by at most a few signatures and never indefinitely.
     private func workerLoop(_ index: Int) {
+        var completions: [() -> Void] = []
+        completions.reserveCapacity(Self.completionBatch)
+        func flush() {
+            for c in completions { c() }
+            completions.removeAll(keepingCapacity: true)
+        }
         cond.lock()
         while true {
+            let idle = queueHead >= queue.count || !isAvailableLocked || index >= sessions.count
+            if idle && !completions.isEmpty {
+                cond.unlock()
+                flush()
+                cond.lock()
+                continue
+            }
             while !shuttingDown && (queueHead >= queue.count || !isAvailableLocked || index >= sessions.count) {
                 cond.waitWork()
             }
@@ -424,13 +449,18 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
                 queue.removeFirst(queueHead)
                 queueHead = 0
             }
+            let backlog = queue.count - queueHead
             let session = sessions[index]
             let keys = self.keys
             let generation = moduleGeneration
             inFlight += 1
             cond.unlock()
 
-            let failure = job.run(session, keys)
+            let (failure, complete) = job.run(session, keys)
+            completions.append(complete)
+            if backlog < 2 || failure != nil || completions.count >= Self.completionBatch {
+                flush()
+            }
 
             cond.lock()
             inFlight -= 1
@@ -442,6 +472,7 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
         runningThreads -= 1
         cond.broadcastControl()
         cond.unlock()
+        flush()
     }
 
     private var isAvailableLocked: Bool { if case .available = state { true } else { false } }

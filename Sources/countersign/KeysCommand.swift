@@ -42,29 +42,49 @@ struct KeyringOptions: ParsableArguments {
         discussion: "Default: keyring/key-events.jsonl in the configuration file's folder."))
     var keyEvents: String?
 
-    func open() async throws -> (KeyCustodian, TokenSigner, CountersignConfiguration, String) {
+    @Option(name: .customLong("token-label"), help: ArgumentHelp(
+        "Use this token directly instead of the configuration's (for a ceremony before the server is configured).",
+        discussion: "Then also give --module, --pin-file and --key-events (and --softhsm2-conf for SoftHSM)."))
+    var tokenLabel: String?
+    @Option(help: "PKCS#11 module (with --token-label).") var module: String?
+    @Option(name: .customLong("softhsm2-conf"), help: "SoftHSM2 configuration (with --token-label).") var softHSM2Conf: String?
+    @Option(name: .customLong("pin-file"), help: "File holding the user PIN (with --token-label).") var pinFile: String?
+
+    /// The token settings: from the flags when --token-label is given, else from the configuration.
+    func tokenSettings() throws -> (TokenSettings, String) {
+        if let tokenLabel {
+            guard let module, let pinFile, let keyEvents else {
+                throw ValidationError("--token-label needs --module, --pin-file and --key-events")
+            }
+            return (TokenSettings(modulePath: module, softHSM2ConfPath: softHSM2Conf, tokenLabel: tokenLabel, pin: .file(pinFile)), keyEvents)
+        }
         let path = try config.resolvedPath()
         let configuration = try CountersignConfiguration.load(path: path)
         let logPath = keyEvents ?? URL(fileURLWithPath: path).deletingLastPathComponent()
             .appendingPathComponent("keyring/key-events.jsonl").path
+        return (configuration.token, logPath)
+    }
+
+    func open() async throws -> (KeyCustodian, TokenSigner, TokenSettings, String) {
+        let (token, logPath) = try tokenSettings()
         try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: logPath).deletingLastPathComponent().path,
                                                 withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         var logger = Logger(label: "countersign.keys")
         logger.logLevel = .error
-        let signer = try TokenSigner(settings: configuration.token, logger: logger)
+        let signer = try TokenSigner(settings: token, logger: logger)
         let availability = await signer.waitUntilAvailable(timeoutSeconds: 5)
         guard availability.isAvailable else {
             signer.shutdown()
-            throw ValidationError("the token '\(configuration.token.tokenLabel)' is \(availability)")
+            throw ValidationError("the token '\(token.tokenLabel)' is \(availability)")
         }
-        let custodian = KeyCustodian(signer: signer, log: FileKeyEventLog(path: logPath), settings: configuration.token, logger: logger)
+        let custodian = KeyCustodian(signer: signer, log: FileKeyEventLog(path: logPath), settings: token, logger: logger)
         do {
             try await custodian.load()
         } catch {
             signer.shutdown()
             throw error
         }
-        return (custodian, signer, configuration, logPath)
+        return (custodian, signer, token, logPath)
     }
 }
 
@@ -100,10 +120,10 @@ extension Keys {
         @OptionGroup var keyring: KeyringOptions
 
         func run() async throws {
-            let (custodian, signer, configuration, logPath) = try await keyring.open()
+            let (custodian, signer, token, logPath) = try await keyring.open()
             defer { signer.shutdown() }
             let listed = await custodian.listKeys()
-            print("token \(configuration.token.tokenLabel) (\(configuration.token.modulePath)), key events: \(logPath)")
+            print("token \(token.tokenLabel) (\(token.modulePath)), key events: \(logPath)")
             if listed.keys.isEmpty {
                 print("\nThe keyring has no key yet. Run the ceremony: countersign keys generate --officer <id>")
             } else {
@@ -114,7 +134,7 @@ extension Keys {
                 }
                 print("  \(listed.transitions.count) transition(s), each signed by the old and the new key")
                 if await custodian.isRotationDue() {
-                    print("  ! the active key is older than \(configuration.token.rotationDays) days: rotation is due")
+                    print("  ! the active key is older than \(token.rotationDays) days: rotation is due")
                 }
             }
             let proposals = await custodian.pendingProposals
@@ -171,7 +191,7 @@ extension Keys {
             print("  key id    \(key.keyID)")
             print("  algorithm \(key.algorithm)")
             print("  recorded  \(logPath)")
-            print("Publish it: countersign keys export-public --output first-key.pem")
+            print("Publish it: countersign keys export-public --first --output first-key.pem")
         }
     }
 

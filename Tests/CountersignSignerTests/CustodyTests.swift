@@ -118,6 +118,30 @@ extension TokenTests {
         #expect(transition.oldKeyID == first.keyID)
     }
 
+    @Test func concurrentKeyOperationsNeverForkTheChain() async throws {
+        let signer = try tokens.signer("cs-test-custody")
+        defer { signer.shutdown() }
+        let clock = TestClock()
+        let log = InMemoryKeyEventLog()
+        let custodian = makeCustodian(signer, log: log, clock: clock, rotationDays: 1, ttl: 7 * 86_400)
+        let first = try await custodian.bootstrap(by: "officer-1")
+        let p = try await custodian.propose(by: "officer-1", reason: "race")
+        clock.advance(days: 2)  // the scheduler's rotation is due too
+        async let a = Result(catching: { try await custodian.approve(proposalID: p.proposalID, by: "officer-2") })
+        async let b = Result(catching: { try await custodian.approve(proposalID: p.proposalID, by: "officer-3") })
+        async let c = Result(catching: { try await custodian.rotateIfDue() })
+        let results = await [a.map { Optional($0) }, b.map { Optional($0) }, c]
+        let succeeded = results.compactMap { try? $0.get() }.compactMap { $0 }
+        #expect(succeeded.count >= 1)
+        for case .failure(let e) in results {
+            let code = (e as? SignerError)?.code
+            #expect(code == .rotationInProgress || code == .unknownProposal, "\(String(reflecting: e))")
+        }
+        let set = try KeyChain.verify(firstKeySPKI: first.spkiDER, events: await log.readAll())
+        #expect(set.transitions == succeeded.count)
+        #expect(try await signer.activeKeyID == set.active.keyID)
+    }
+
     @Test func theFileLogIgnoresATornLastLineAndRefusesAGarbledOne() async throws {
         let path = tempLogPath()
         let log = FileKeyEventLog(path: path)
@@ -141,5 +165,11 @@ extension Data {
         h.seekToEndOfFile()
         h.write(self)
         try h.close()
+    }
+}
+
+extension Result where Failure == any Error {
+    fileprivate init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
     }
 }

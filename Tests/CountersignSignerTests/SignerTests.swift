@@ -1,4 +1,6 @@
 import CPKCS11
+import Crypto
+import _CryptoExtras
 import CountersignConfig
 import CountersignVerify
 import CountersignWire
@@ -172,5 +174,57 @@ import Testing
             try? await Task.sleep(nanoseconds: 20_000_000)
         }
         return signer.availability
+    }
+}
+
+/// Pure parts of the signer, no token.
+@Suite struct EncodingTests {
+    @Test func handWrittenECDSADERMatchesSwiftCrypto() throws {
+        var cases: [[UInt8]] = [
+            [UInt8](repeating: 0, count: 31) + [1] + [UInt8](repeating: 0xFF, count: 32),  // tiny r, high-bit s
+            [UInt8](repeating: 0x80, count: 64),
+            [0, 0, 0x7F] + [UInt8](repeating: 0x11, count: 61),
+        ]
+        for _ in 0..<200 { cases.append((0..<64).map { _ in UInt8.random(in: 0...255) }) }
+        for raw in cases {
+            let ours = try PublicKeyEncoding.ecdsaDER(raw: raw)
+            let theirs = try P256.Signing.ECDSASignature(rawRepresentation: raw).derRepresentation
+            #expect(ours == Array(theirs))
+        }
+        #expect(throws: SignerError.self) { _ = try PublicKeyEncoding.ecdsaDER(raw: [1, 2, 3]) }
+    }
+
+    @Test func rsaSPKIIsReadBySwiftCrypto() throws {
+        let key = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+        let der = Array(key.publicKey.derRepresentation)
+        // SPKI of a 2048-bit key: 24 bytes of headers, then the PKCS#1 RSAPublicKey.
+        try #require(der.count == 294 && der[24] == 0x30)
+        let pkcs1 = Array(der[24...])
+        // Pull n and e out of the PKCS#1 RSAPublicKey and rebuild the SPKI the way the signer does.
+        func read(_ bytes: [UInt8], _ i: inout Int) -> [UInt8] {
+            precondition(bytes[i] == 0x02); i += 1
+            var len = Int(bytes[i]); i += 1
+            if len & 0x80 != 0 {
+                let n = len & 0x7F; len = 0
+                for _ in 0..<n { len = len << 8 | Int(bytes[i]); i += 1 }
+            }
+            defer { i += len }
+            return Array(bytes[i..<(i + len)])
+        }
+        var i = 4  // SEQUENCE, 0x82, two length bytes
+        let n = read(pkcs1, &i)
+        let e = read(pkcs1, &i)
+        #expect(PublicKeyEncoding.rsaSPKI(modulus: n, exponent: e) == der)
+        #expect(PublicKeyEncoding.pem(spkiDER: der).contains("BEGIN PUBLIC KEY"))
+    }
+
+    @Test func errorsNameTheReturnValueAndKnowTheirWireStatus() {
+        let e = SignerError.pkcs11(UInt(CKR_DEVICE_REMOVED), "C_Sign")
+        #expect(e.code == .unavailable)
+        #expect(e.grpcStatusCode == 14)
+        #expect(e.description.contains("CKR_DEVICE_REMOVED"))
+        #expect(e.debugDescription.contains("0x32"))
+        #expect(CKR.name(0xA0) == "CKR_PIN_INCORRECT")
+        #expect(CKR.name(0x7FFF_FFFF) == "CKR_0x7fffffff")
     }
 }
