@@ -6,6 +6,7 @@ public import CountersignWire
 import Crypto
 import Foundation
 public import Logging
+import Metrics
 
 /// The decision path of `Audit`: VerifyPlan, GetDecision, GetCheckpoint and the proofs.
 ///
@@ -87,6 +88,7 @@ public struct DecisionService: Sendable {
             await ledgerRefusal(context: context, status: status, requestID: request.requestID, owner: request.owner)
             throw status
         }
+        let started = ContinuousClock.now
         let format = try PlanFormat(wireName: request.planFormat)
         let fingerprint = Self.fingerprint(request)
 
@@ -98,11 +100,13 @@ public struct DecisionService: Sendable {
             return try Self.reply(from: stored)
         }
 
+        let policyStarted = ContinuousClock.now
         let evaluation = try engine.evaluate(EvaluationRequest(
             requestID: request.requestID, userRequest: request.userRequest, owner: request.owner, plan: request.plan,
             planFormat: format, changeTicket: request.changeTicket.isEmpty ? nil : request.changeTicket,
             infracost: request.infracost.isEmpty ? nil : request.infracost))
 
+        DecisionMetrics.policy.record(duration: ContinuousClock.now - policyStarted)
         var statement = DecisionStatement()
         statement.requestID = request.requestID
         statement.planSHA256 = evaluation.planSHA256
@@ -120,10 +124,17 @@ public struct DecisionService: Sendable {
         statement.findings = evaluation.findings.map(CountersignWire.Finding.init(policy:))
         statement.summary = evaluation.summary
 
+        let signStarted = ContinuousClock.now
         let signed = try await signer.sign(payloadType: PayloadType.decision, payload: statement.protobufBytes())
+        let appendStarted = ContinuousClock.now
+        DecisionMetrics.sign.record(duration: appendStarted - signStarted)
         let index = try await ledger.append(LedgerEntry(
             kind: .decision, statement: signed, agent: context.principal.id, owner: request.owner,
             requestID: request.requestID, fingerprint: fingerprint))
+        let done = ContinuousClock.now
+        DecisionMetrics.append.record(duration: done - appendStarted)
+        DecisionMetrics.decision.record(duration: done - started)
+        DecisionMetrics.verdicts[statement.verdict.rawValue, default: DecisionMetrics.other].increment()
         context.logger.info("decided", metadata: [
             "cs.request_id": "\(request.requestID)", "cs.verdict": "\(statement.verdict)", "cs.ledger_index": "\(index)",
             "cs.owner": "\(request.owner)",
@@ -203,6 +214,18 @@ public struct DecisionService: Sendable {
         reply.payloadType = signed.payloadType
         return reply
     }
+}
+
+/// The decision path's metrics (labels of bounded cardinality: by verdict only).
+enum DecisionMetrics {
+    static let decision = Metrics.Timer(label: "countersign_decision_duration_seconds", preferredDisplayUnit: .seconds)
+    static let policy = Metrics.Timer(label: "countersign_policy_duration_seconds", preferredDisplayUnit: .seconds)
+    static let sign = Metrics.Timer(label: "countersign_sign_duration_seconds", preferredDisplayUnit: .seconds)
+    static let append = Metrics.Timer(label: "countersign_append_duration_seconds", preferredDisplayUnit: .seconds)
+    static let verdicts: [Int32: Counter] = Dictionary(uniqueKeysWithValues: [
+        CountersignWire.Verdict.approved, .veto, .escalate,
+    ].map { ($0.rawValue, Counter(label: "countersign_decisions_total", dimensions: [("verdict", "\($0)")])) })
+    static let other = Counter(label: "countersign_decisions_total", dimensions: [("verdict", "UNSPECIFIED")])
 }
 
 private func unixMilliseconds() -> UInt64 {

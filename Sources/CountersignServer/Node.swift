@@ -5,7 +5,9 @@ import CountersignSigner
 import CountersignVerify
 import Foundation
 public import Logging
+import Metrics
 import NIOConcurrencyHelpers
+public import Prometheus
 public import ServiceLifecycle
 
 /// A whole Countersign node built from its configuration: the token signer and keyring, the
@@ -20,7 +22,10 @@ public struct Node: Sendable {
     /// - Parameter keyEventsPath: the keyring's key-event log (default: keyring/key-events.jsonl
     ///   beside the configuration file).
     /// - Throws: a configuration error: an unreadable policy file, certificates or PKCS#11 module.
-    public static func make(configuration: CountersignConfiguration, logger: Logger, keyEventsPath: String? = nil) async throws -> Node {
+    ///   - metrics: the registry `/metrics` serves (when `node.metrics_listen` is set); bootstrap
+    ///     swift-metrics with a `PrometheusMetricsFactory` over the same registry.
+    public static func make(configuration: CountersignConfiguration, logger: Logger, keyEventsPath: String? = nil,
+                            metrics: PrometheusCollectorRegistry? = nil) async throws -> Node {
         let engine = PolicyEngine(policy: try Self.loadPolicy(configuration.policy))
         let signer = try TokenSigner(settings: configuration.token, logger: logger)
         let base = URL(fileURLWithPath: configuration.sourcePath).deletingLastPathComponent()
@@ -47,7 +52,18 @@ public struct Node: Sendable {
         decisions.register(into: &router)
         router.registerCustody(custodian)
         let server = try WireServer(configuration: configuration, router: router, logger: logger)
-        return Node(services: [LedgerService(ledger: ledger), leaseKeeper, server], server: server)
+        var services: [any Service] = [LedgerService(ledger: ledger), leaseKeeper, server]
+        if let registry = metrics, let address = configuration.node.metricsListen {
+            services.append(MetricsEndpoint(address: address, registry: registry, logger: logger) {
+                let lease = leaseKeeper.state
+                switch (signer.availability.isAvailable, lease.holding) {
+                case (true, true): return (true, "")
+                case (false, _): return (false, "signer: \(signer.availability)")
+                case (_, false): return (false, "this node does not hold the ledger lease (standby, or the database is unreachable)")
+                }
+            })
+        }
+        return Node(services: services, server: server)
     }
 
     static func loadPolicy(_ settings: PolicySettings) throws -> Policy {
@@ -85,6 +101,8 @@ final class LeaseKeeper: Service, Sendable {
     let ttl: Duration
     let logger: Logger
     private let box = NIOLockedValueBox(State())
+    private let leaderGauge = Gauge(label: "countersign_leader")
+    private let sizeGauge = Gauge(label: "countersign_ledger_size")
 
     init(ledger: Ledger, holder: String, ttl: Duration = .seconds(10), logger: Logger) {
         self.ledger = ledger
@@ -108,12 +126,15 @@ final class LeaseKeeper: Service, Sendable {
                         return s.holding
                     }
                     if !was { self.logger.info("holding the ledger lease", metadata: ["cs.epoch": "\(lease.epoch)"]) }
+                    self.leaderGauge.record(1)
+                    self.sizeGauge.record(Int64(size))
                 } catch {
                     let was = self.box.withLockedValue { s -> Bool in
                         defer { s.holding = false }
                         return s.holding
                     }
                     if was { self.logger.error("lost the ledger lease", metadata: ["cs.error": "\(error)"]) }
+                    self.leaderGauge.record(0)
                 }
                 try? await Task.sleep(for: self.ttl / 3)
             }

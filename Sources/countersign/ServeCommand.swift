@@ -3,6 +3,8 @@ import CountersignConfig
 import CountersignServer
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 import UnixSignals
 
@@ -34,7 +36,9 @@ struct Serve: AsyncParsableCommand {
         var logger = Logger(label: "countersign")
         logger[metadataKey: "cs.node"] = "\(configuration.node.name)"
 
-        let node = try await Node.make(configuration: configuration, logger: logger)
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let node = try await Node.make(configuration: configuration, logger: logger, metrics: registry)
         let group = ServiceGroup(configuration: .init(
             services: node.services.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
