@@ -164,6 +164,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "CountersignTestSupport",
+            dependencies: [
+                "CountersignConfig", "CountersignSigner", "CountersignLedger", "CountersignVerify",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/CountersignTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "CountersignWireTests",
             dependencies: ["CountersignWire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")],
@@ -187,7 +197,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CountersignSignerTests",
-            dependencies: ["CountersignSigner", "CountersignVerify", "CPKCS11"],
+            dependencies: ["CountersignSigner", "CountersignVerify", "CPKCS11", "CountersignTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -198,7 +208,8 @@ let package = Package(
         .testTarget(
             name: "CountersignServerTests",
             dependencies: [
-                "CountersignServer", "CountersignClient", "CountersignWire",
+                "countersign", "CountersignServer", "CountersignClient", "CountersignWire", "CountersignTestSupport",
+                "CountersignSigner", "CountersignLedger", "CountersignPolicy", "CountersignVerify",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

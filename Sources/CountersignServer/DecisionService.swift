@@ -47,7 +47,12 @@ public struct DecisionService: Sendable {
             try await service.getDecision(request, context)
         }
         router.async(Method.getCheckpoint) { (_: GetCheckpointRequest, _) in
-            let c = try await service.ledger.getCheckpoint()
+            let c: StoredCheckpoint
+            do {
+                c = try await service.ledger.getCheckpoint()
+            } catch let error as LedgerError where error.code == .notFound {
+                c = try await service.ledger.checkpoint()  // none yet: make one now
+            }
             var reply = Checkpoint()
             reply.checkpoint = c.body
             reply.treeSize = c.treeSize

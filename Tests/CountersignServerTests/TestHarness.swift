@@ -1,5 +1,9 @@
 import CountersignClient
+import CountersignTestSupport
 import CountersignConfig
+import CountersignLedger
+import CountersignPolicy
+import CountersignSigner
 @testable import CountersignServer
 import CountersignWire
 import Foundation
@@ -9,23 +13,6 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import Testing
-
-/// The dev environment made by Deploy/dev/up: its configuration and PKI.
-enum DevEnvironment {
-    static var configPath: String {
-        if let path = ProcessInfo.processInfo.environment["COUNTERSIGN_CONFIG"], !path.isEmpty { return path }
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../.local/countersign.yaml").standardizedFileURL.path
-    }
-
-    static func configuration() throws -> CountersignConfiguration {
-        try CountersignConfiguration.load(path: configPath)
-    }
-
-    static func pki(_ name: String) -> String {
-        URL(fileURLWithPath: configPath).deletingLastPathComponent().appendingPathComponent("pki/\(name)").path
-    }
-}
 
 /// Log lines a server wrote during a test.
 final class LogCapture: @unchecked Sendable {
@@ -77,7 +64,7 @@ final class TestServer: Sendable {
     static func start(configure: (inout LimitSettings) -> Void = { _ in },
                       routes: (inout Router) -> Void = { _ in },
                       drainTimeout: Duration = .seconds(5)) async throws -> TestServer {
-        var configuration = try DevEnvironment.configuration()
+        var configuration = try CountersignConfiguration.load(path: TestEnvironment.configPath)
         configuration.node.listen = HostPort(host: "127.0.0.1", port: 0)
         configure(&configuration.limits)
         var router = Router()
@@ -99,8 +86,8 @@ final class TestServer: Sendable {
     }
 
     func clientConfiguration(_ identity: String) throws -> ClientConfiguration {
-        ClientConfiguration(host: "127.0.0.1", port: port, certificatePath: DevEnvironment.pki("\(identity).crt"),
-                            privateKeyPath: DevEnvironment.pki("\(identity).key"),
+        ClientConfiguration(host: "127.0.0.1", port: port, certificatePath: TestEnvironment.pki("\(identity).crt"),
+                            privateKeyPath: TestEnvironment.pki("\(identity).key"),
                             trustRootsPath: configuration.tls.clientCAPath,
                             serverSPKISHA256: try #require(configuration.tls.serverSPKISHA256))
     }
@@ -161,10 +148,10 @@ final class RawConnection: @unchecked Sendable {
     static func tlsConfiguration(identity: String?) throws -> TLSConfiguration {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv13
-        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(DevEnvironment.pki("ca.crt")))
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(TestEnvironment.pki("ca.crt")))
         if let identity {
-            tls.certificateChain = try NIOSSLCertificate.fromPEMFile(DevEnvironment.pki("\(identity).crt")).map { .certificate($0) }
-            tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: DevEnvironment.pki("\(identity).key"), format: .pem))
+            tls.certificateChain = try NIOSSLCertificate.fromPEMFile(TestEnvironment.pki("\(identity).crt")).map { .certificate($0) }
+            tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: TestEnvironment.pki("\(identity).key"), format: .pem))
         }
         return tls
     }
@@ -249,5 +236,44 @@ extension Router {
             return request
         }
         inline(Self.officersOnlyMethod, roles: [.officer]) { (request: EchoRequest, _: CallContext) in request }
+    }
+}
+
+/// The whole decision path on a fresh database and the test token: the policy engine, the PKCS#11
+/// signer with a keyring, the ledger holding the lease, and a WireServer answering over mTLS.
+struct DecisionStack {
+    let server: TestServer
+    let ledger: Ledger
+    let signer: TokenSigner
+    let custodian: KeyCustodian
+    let database: TestDatabase
+
+    static func with<T>(_ body: (DecisionStack) async throws -> T) async throws -> T {
+        try await TestDatabase.withFresh { database in
+            let logger = TestEnvironment.logger
+            let signer = try TestTokens.shared.signer("cs-test-server")
+            let custodian = KeyCustodian(signer: signer, log: InMemoryKeyEventLog(),
+                                         settings: TestTokens.shared.settings("cs-test-server"), logger: logger)
+            _ = try await custodian.bootstrap(by: "test-ceremony")
+            let ledger = try Ledger(database: database.settings,
+                                    settings: LedgerSettings(origin: "test.local/ledger", checkpointIntervalMs: 100),
+                                    signer: signer, logger: logger)
+            let ledgerTask = Task { await ledger.run() }
+            defer { ledgerTask.cancel() }
+            try await ledger.acquireLease(holder: "test-node", ttl: .seconds(900))
+            let decisions = DecisionService(engine: PolicyEngine(), signer: signer, ledger: ledger, logger: logger)
+            let server = try await TestServer.start { _ in } routes: { router in
+                decisions.register(into: &router)
+                router.registerCustody(custodian)
+            }
+            do {
+                let result = try await body(DecisionStack(server: server, ledger: ledger, signer: signer, custodian: custodian, database: database))
+                try await server.stop()
+                return result
+            } catch {
+                try? await server.stop()
+                throw error
+            }
+        }
     }
 }

@@ -1,3 +1,4 @@
+import CountersignTestSupport
 import CPKCS11
 import Crypto
 import _CryptoExtras

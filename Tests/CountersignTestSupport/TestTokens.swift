@@ -1,25 +1,25 @@
-import CountersignConfig
+public import CountersignConfig
+public import CountersignSigner
 import Foundation
 import Logging
-@testable import CountersignSigner
 
 /// The process's test tokens: one SoftHSM configuration under .local/test-tokens/<pid>, with one
 /// token per purpose, all created before the module is first initialised (SoftHSM reads
 /// SOFTHSM2_CONF and scans its tokens at C_Initialize, once per process).
 /// Override the module with COUNTERSIGN_TEST_PKCS11_MODULE.
-final class TestTokens: @unchecked Sendable {
-    static let shared = TestTokens()
-    static let labels = ["cs-test-sign", "cs-test-custody", "cs-test-failsecure", "cs-test-pin"]
+public final class TestTokens: @unchecked Sendable {
+    public static let shared = TestTokens()
+    public static let labels = ["cs-test-sign", "cs-test-custody", "cs-test-failsecure", "cs-test-pin", "cs-test-server", "cs-test-ledger"]
 
-    let root: String
-    let conf: String
-    let tokenDir: String
-    let module: String
+    public let root: String
+    public let conf: String
+    public let tokenDir: String
+    public let module: String
     /// Token folder (under tokenDir) of each label.
-    private(set) var folders: [String: String] = [:]
+    public private(set) var folders: [String: String] = [:]
     /// PIN file of each label (the tests may rewrite them).
-    private(set) var pinFiles: [String: String] = [:]
-    let soPIN = "so-pin-1234"
+    public private(set) var pinFiles: [String: String] = [:]
+    public let soPIN = "so-pin-1234"
 
     private init() {
         let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -58,7 +58,7 @@ final class TestTokens: @unchecked Sendable {
         }
     }
 
-    func settings(_ label: String, sessions: Int = 2, keyAlgorithm: KeyAlgorithm = .ecdsaP256,
+    public func settings(_ label: String, sessions: Int = 2, keyAlgorithm: KeyAlgorithm = .ecdsaP256,
                   rotationDays: Int = 90, proposalTTLSeconds: Int = 3600) -> TokenSettings {
         TokenSettings(modulePath: module, softHSM2ConfPath: conf, tokenLabel: label, pin: .file(pinFiles[label]!),
                       keyAlgorithm: keyAlgorithm, sessions: sessions, rotationDays: rotationDays,
@@ -66,24 +66,24 @@ final class TestTokens: @unchecked Sendable {
     }
 
     /// Quick recovery, so that fail-secure tests do not wait long.
-    static let options = SignerOptions(initialBackoffSeconds: 0.05, maximumBackoffSeconds: 0.4, probeIntervalSeconds: 0.2)
+    public static let options = SignerOptions(initialBackoffSeconds: 0.05, maximumBackoffSeconds: 0.4, probeIntervalSeconds: 0.2)
 
-    func signer(_ label: String, sessions: Int = 2) throws -> TokenSigner {
+    public func signer(_ label: String, sessions: Int = 2) throws -> TokenSigner {
         var logger = Logger(label: "test.signer")
         logger.logLevel = .warning
         return try TokenSigner(settings: settings(label, sessions: sessions), options: Self.options, logger: logger)
     }
 
-    func folderPath(_ label: String) -> String { tokenDir + "/" + folders[label]! }
+    public func folderPath(_ label: String) -> String { tokenDir + "/" + folders[label]! }
 }
 
 /// A clock the tests move by hand.
-final class TestClock: @unchecked Sendable {
+public final class TestClock: @unchecked Sendable {
     private let lock = NSLock()
     private var value: Int64
-    init(_ start: Int64 = 1_800_000_000_000) { value = start }
-    var now: Int64 { lock.lock(); defer { lock.unlock() }; return value }
-    func advance(seconds: Int64) { lock.lock(); value += seconds * 1000; lock.unlock() }
-    func advance(days: Int64) { advance(seconds: days * 86_400) }
-    var clock: KeyCustodian.Clock { { [self] in now } }
+    public init(_ start: Int64 = 1_800_000_000_000) { value = start }
+    public var now: Int64 { lock.lock(); defer { lock.unlock() }; return value }
+    public func advance(seconds: Int64) { lock.lock(); value += seconds * 1000; lock.unlock() }
+    public func advance(days: Int64) { advance(seconds: days * 86_400) }
+    public var clock: KeyCustodian.Clock { { [self] in now } }
 }
