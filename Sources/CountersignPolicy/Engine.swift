@@ -519,16 +519,15 @@ struct Evaluation {
             }
         }
 
-        // intent-scope: named targets that the plan never touches.
+        // intent-scope: a risky change (destructive, or to production) that refers to none of the
+        // resources the request names. Judged change by change, so adding a change never lifts it.
         if !intent.namedIDs.isEmpty {
-            let touched = changes.contains { (_, c) in
+            for (i, c) in changes where c.isDestructive || isProd[i] {
                 let hay = haystack(c)
-                return intent.namedIDs.contains { hay.contains($0) }
-            }
-            if !touched, let first = changes.first?.element {
-                add(RuleCatalog.intentScope, first,
-                    "The request names \(intent.namedIDs.count == 1 ? "a specific resource" : "specific resources"), but no change in the plan refers to \(intent.namedIDs.count == 1 ? "it" : "them").",
-                    remedy: "a new plan that acts on the resources named, or an approver's override")
+                if intent.namedIDs.contains(where: { hay.contains($0) }) { continue }
+                add(RuleCatalog.intentScope, c,
+                    "The request names \(intent.namedIDs.count == 1 ? "a specific resource" : "specific resources"), but \(c.address) is not \(intent.namedIDs.count == 1 ? "it" : "one of them") and would be \(c.isDestructive ? "destroyed" : "changed in production").",
+                    remedy: "a new plan that acts only on the resources named, or an approver's override")
             }
         }
 
