@@ -65,6 +65,32 @@ struct Classifier {
         return sawNonProd ? .nonProduction : .unknown
     }
 
+    /// Environment and data scopes in one pass over the names.
+    func classify(_ c: ResourceChange) -> (EnvironmentClass, Set<DataScope>) {
+        var scopes = Set<DataScope>()
+        var env = EnvironmentClass.unknown
+        for (k, v) in c.tags {
+            let key = k.lowercased()
+            let words = wordsOf(v)
+            if envKeys.contains(key) {
+                if hasProductionWord(words) { env = .production } else if env == .unknown { env = .nonProduction }
+            }
+            if ["scope", "dataclass", "data_class", "dataclassification", "compliance"].contains(key) {
+                if words.contains("pci") { scopes.insert(.pci) }
+                if words.contains("gdpr") || words.contains("personal") || words.contains("pii") { scopes.insert(.gdpr) }
+            }
+        }
+        for n in names(c) {
+            let words = wordsOf(n)
+            if env != .production {
+                if hasProductionWord(words) { env = .production } else if hasNonProductionWord(words) { env = .nonProduction }
+            }
+            if words.contains("pci") { scopes.insert(.pci) }
+            if words.contains("gdpr") { scopes.insert(.gdpr) }
+        }
+        return (env, scopes)
+    }
+
     func scopes(_ c: ResourceChange) -> Set<DataScope> {
         var out = Set<DataScope>()
         for (k, v) in c.tags {

@@ -229,10 +229,15 @@ struct JSONReader {
         pos += 1
         let start = pos
         // Fast path: no escapes.
+        var ascii = true
         while pos < buf.count {
             let c = buf[pos]
             if c == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: buf[start..<pos])
+                if ascii {
+                    pos += 1
+                    return String(decoding: slice, as: UTF8.self)
+                }
                 guard let s = String(validating: slice, as: UTF8.self) else {
                     throw fail("invalid UTF-8 in a string")
                 }
@@ -241,6 +246,7 @@ struct JSONReader {
             }
             if c == UInt8(ascii: "\\") { break }
             if c < 0x20 { throw fail("control character in a string") }
+            if c >= 0x80 { ascii = false }
             pos += 1
         }
         guard pos < buf.count else { throw fail("unterminated string") }
