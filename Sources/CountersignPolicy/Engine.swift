@@ -471,8 +471,9 @@ struct Evaluation {
 
     mutating func checkTags(_ c: ResourceChange) {
         guard c.hasAfter, c.carriesTags, !policy.requiredTags.isEmpty else { return }
-        let have = Set(c.tags.keys.map { $0.lowercased() })
-        let missing = policy.requiredTags.filter { !have.contains($0.lowercased()) }
+        let missing = policy.requiredTags.filter { tag in
+            c.tags[tag] == nil && !c.tags.keys.contains { $0.lowercased() == tag.lowercased() }
+        }
         guard !missing.isEmpty else { return }
         if ResourceChange.isMarked(c.afterUnknown, [.key("tags_all")]) { return }  // default tags may supply them
         add(RuleCatalog.requiredTags, c, path: [.key("tags")],
