@@ -125,6 +125,9 @@ struct JSONReader {
 
     private let buf: UnsafeBufferPointer<UInt8>
     private var pos = 0
+    /// Objects and arrays so far: bounds memory whatever the shape of the input.
+    private var containers = 0
+    static let maxContainers = 500_000
     private let maxDepth: Int
     private let what: String
 
@@ -152,9 +155,13 @@ struct JSONReader {
         switch buf[pos] {
         case UInt8(ascii: "{"):
             guard depth <= maxDepth else { throw fail("nesting deeper than \(maxDepth) levels") }
+            containers += 1
+            guard containers <= JSONReader.maxContainers else { throw fail("more than \(JSONReader.maxContainers) objects and arrays") }
             return try parseObject(depth: depth)
         case UInt8(ascii: "["):
             guard depth <= maxDepth else { throw fail("nesting deeper than \(maxDepth) levels") }
+            containers += 1
+            guard containers <= JSONReader.maxContainers else { throw fail("more than \(JSONReader.maxContainers) objects and arrays") }
             return try parseArray(depth: depth)
         case UInt8(ascii: "\""):
             return .string(try parseString())
@@ -183,9 +190,9 @@ struct JSONReader {
 
     private mutating func parseObject(depth: Int) throws -> JSONValue {
         pos += 1
-        var dict: [String: JSONValue] = [:]
         skipWhitespace()
-        if pos < buf.count, buf[pos] == UInt8(ascii: "}") { pos += 1; return .object(dict) }
+        if pos < buf.count, buf[pos] == UInt8(ascii: "}") { pos += 1; return .object([:]) }
+        var dict = [String: JSONValue](minimumCapacity: 8)
         while true {
             skipWhitespace()
             guard pos < buf.count else { throw fail("unexpected end of input in an object") }
