@@ -65,6 +65,37 @@ struct Classifier {
         return sawNonProd ? .nonProduction : .unknown
     }
 
+    static let scopeKeys: Set<String> = ["scope", "dataclass", "data_class", "dataclassification", "compliance"]
+
+    /// Environment and data scopes in one pass over the names.
+    func classify(_ c: ResourceChange) -> (EnvironmentClass, Set<DataScope>) {
+        var scopes = Set<DataScope>()
+        var env = EnvironmentClass.unknown
+        for (k, v) in c.tags {
+            let key = k.lowercased()
+            let isEnv = envKeys.contains(key)
+            let isScope = Classifier.scopeKeys.contains(key)
+            guard isEnv || isScope else { continue }
+            let words = wordsOf(v)
+            if isEnv {
+                if hasProductionWord(words) { env = .production } else if env == .unknown { env = .nonProduction }
+            }
+            if isScope {
+                if words.contains("pci") { scopes.insert(.pci) }
+                if words.contains("gdpr") || words.contains("personal") || words.contains("pii") { scopes.insert(.gdpr) }
+            }
+        }
+        for n in names(c) {
+            let words = wordsOf(n)
+            if env != .production {
+                if hasProductionWord(words) { env = .production } else if hasNonProductionWord(words) { env = .nonProduction }
+            }
+            if words.contains("pci") { scopes.insert(.pci) }
+            if words.contains("gdpr") { scopes.insert(.gdpr) }
+        }
+        return (env, scopes)
+    }
+
     func scopes(_ c: ResourceChange) -> Set<DataScope> {
         var out = Set<DataScope>()
         for (k, v) in c.tags {

@@ -9,6 +9,8 @@ public struct PolicyEngine: Sendable {
     public let policy: Policy
     /// Limits on untrusted input.
     public let limits: PlanLimits
+    /// ``Policy/sha256`` of `policy`, computed once.
+    public let policySHA256: [UInt8]
 
     /// - Parameters:
     ///   - policy: the effective policy (default ``Policy/defaults``).
@@ -16,6 +18,7 @@ public struct PolicyEngine: Sendable {
     public init(policy: Policy = .defaults, limits: PlanLimits = .defaults) {
         self.policy = policy
         self.limits = limits
+        self.policySHA256 = policy.sha256
     }
 
     /// Evaluates a plan against the person's request and the policy.
@@ -56,7 +59,7 @@ public struct PolicyEngine: Sendable {
                                     plan: plan, cost: costIncreaseMonthly, policy: policy)
         return Decision(requestID: "", verdict: verdict, cannotOverride: cannotOverride, findings: findings,
                         summary: summary, planSHA256: [], userRequestSHA256: sha256(Array(userRequest.utf8)),
-                        policySHA256: policy.sha256)
+                        policySHA256: policySHA256)
     }
 }
 
@@ -70,6 +73,9 @@ struct Evaluation {
     let cost: Double?
     let confirmations: Confirmations
     var findings: [Finding] = []
+    var secretKeys: [String: Bool] = [:]
+    var auditTypeCache: [String: Bool] = [:]
+    let protectedPatterns: [[UInt8]]
 
     /// Plan-only environment of each change, and whether it counts as production.
     var env: [EnvironmentClass] = []
@@ -84,6 +90,7 @@ struct Evaluation {
         self.changeTicket = changeTicket
         self.cost = cost
         self.confirmations = confirmations
+        self.protectedPatterns = policy.protectedNames.map(lowerBytes)
     }
 
     mutating func add(_ rule: String, _ c: ResourceChange?, path: [PathStep] = [], _ message: String,
@@ -106,12 +113,20 @@ struct Evaluation {
     }
 
     mutating func run() {
-        env = plan.changes.map(classifier.environment)
+        var scopeList: [Set<DataScope>] = []
+        env.reserveCapacity(plan.changes.count)
+        scopeList.reserveCapacity(plan.changes.count)
+        for i in plan.changes.indices {
+            let (e, s) = classifier.classify(plan.changes[i])
+            env.append(e)
+            scopeList.append(s)
+        }
         isProd = env.map { $0 == .production || intent.mentionsProduction }
         let logBuckets = logBucketNames()
         let sseCovered = sseCoveredBuckets()
-        for (i, c) in plan.changes.enumerated() where c.isChange {
-            let scopes = classifier.scopes(c)
+        for i in plan.changes.indices where plan.changes[i].isChange {
+            let c = plan.changes[i]
+            let scopes = scopeList[i]
             checkIngress(c, prod: isProd[i], pci: scopes.contains(.pci))
             checkPublicDatabase(c)
             checkEncryption(c, pci: scopes.contains(.pci), sseCovered: sseCovered)
@@ -350,11 +365,19 @@ struct Evaluation {
 
     mutating func checkAudit(_ c: ResourceChange, logBuckets: Set<String>) {
         var reason: String?
-        if policy.auditResourceTypes.contains(where: { globMatch($0, c.type) }) {
+        let isAuditType: Bool
+        if let known = auditTypeCache[c.type] { isAuditType = known } else {
+            isAuditType = policy.auditResourceTypes.contains { globMatch($0, c.type) }
+            auditTypeCache[c.type] = isAuditType
+        }
+        if isAuditType {
             reason = "it is audit infrastructure (\(c.type))"
         } else {
             let names = [c.address, c.name] + c.contextNames + (c.tags.first { $0.key.lowercased() == "name" }.map { [$0.value] } ?? [])
-            if let n = names.first(where: { n in policy.protectedNames.contains { globMatch($0, n) } }) {
+            if let n = names.first(where: { n in
+                let text = lowerBytes(n)
+                return protectedPatterns.contains { globMatchBytes($0, text) }
+            }) {
                 reason = "its name \"\(n)\" is protected by policy"
             } else if c.type.hasPrefix("aws_s3_bucket") {
                 let v = c.after ?? c.before
@@ -448,8 +471,9 @@ struct Evaluation {
 
     mutating func checkTags(_ c: ResourceChange) {
         guard c.hasAfter, c.carriesTags, !policy.requiredTags.isEmpty else { return }
-        let have = Set(c.tags.keys.map { $0.lowercased() })
-        let missing = policy.requiredTags.filter { !have.contains($0.lowercased()) }
+        let missing = policy.requiredTags.filter { tag in
+            c.tags[tag] == nil && !c.tags.keys.contains { $0.lowercased() == tag.lowercased() }
+        }
         guard !missing.isEmpty else { return }
         if ResourceChange.isMarked(c.afterUnknown, [.key("tags_all")]) { return }  // default tags may supply them
         add(RuleCatalog.requiredTags, c, path: [.key("tags")],
@@ -468,7 +492,7 @@ struct Evaluation {
                     remedy: "nothing required; consider reserved capacity")
             }
         }
-        if c.hasAfter, let path = Redactor.firstSecret(in: c) {
+        if c.hasAfter, let path = Redactor.firstSecret(in: c, secretKeys: &secretKeys) {
             add(RuleCatalog.plaintextSecret, c, path: path,
                 "\(c.address) carries what looks like a secret in clear text at \(renderPath(path)); it will sit in the plan and the state.",
                 remedy: "a secret manager reference or a sensitive variable")
@@ -519,16 +543,15 @@ struct Evaluation {
             }
         }
 
-        // intent-scope: named targets that the plan never touches.
+        // intent-scope: a risky change (destructive, or to production) that refers to none of the
+        // resources the request names. Judged change by change, so adding a change never lifts it.
         if !intent.namedIDs.isEmpty {
-            let touched = changes.contains { (_, c) in
+            for (i, c) in changes where c.isDestructive || isProd[i] {
                 let hay = haystack(c)
-                return intent.namedIDs.contains { hay.contains($0) }
-            }
-            if !touched, let first = changes.first?.element {
-                add(RuleCatalog.intentScope, first,
-                    "The request names \(intent.namedIDs.count == 1 ? "a specific resource" : "specific resources"), but no change in the plan refers to \(intent.namedIDs.count == 1 ? "it" : "them").",
-                    remedy: "a new plan that acts on the resources named, or an approver's override")
+                if intent.namedIDs.contains(where: { hay.contains($0) }) { continue }
+                add(RuleCatalog.intentScope, c,
+                    "The request names \(intent.namedIDs.count == 1 ? "a specific resource" : "specific resources"), but \(c.address) is not \(intent.namedIDs.count == 1 ? "it" : "one of them") and would be \(c.isDestructive ? "destroyed" : "changed in production").",
+                    remedy: "a new plan that acts only on the resources named, or an approver's override")
             }
         }
 

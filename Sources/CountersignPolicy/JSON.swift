@@ -125,6 +125,9 @@ struct JSONReader {
 
     private let buf: UnsafeBufferPointer<UInt8>
     private var pos = 0
+    /// Objects and arrays so far: bounds memory whatever the shape of the input.
+    private var containers = 0
+    static let maxContainers = 500_000
     private let maxDepth: Int
     private let what: String
 
@@ -152,9 +155,13 @@ struct JSONReader {
         switch buf[pos] {
         case UInt8(ascii: "{"):
             guard depth <= maxDepth else { throw fail("nesting deeper than \(maxDepth) levels") }
+            containers += 1
+            guard containers <= JSONReader.maxContainers else { throw fail("more than \(JSONReader.maxContainers) objects and arrays") }
             return try parseObject(depth: depth)
         case UInt8(ascii: "["):
             guard depth <= maxDepth else { throw fail("nesting deeper than \(maxDepth) levels") }
+            containers += 1
+            guard containers <= JSONReader.maxContainers else { throw fail("more than \(JSONReader.maxContainers) objects and arrays") }
             return try parseArray(depth: depth)
         case UInt8(ascii: "\""):
             return .string(try parseString())
@@ -183,9 +190,9 @@ struct JSONReader {
 
     private mutating func parseObject(depth: Int) throws -> JSONValue {
         pos += 1
-        var dict: [String: JSONValue] = [:]
         skipWhitespace()
-        if pos < buf.count, buf[pos] == UInt8(ascii: "}") { pos += 1; return .object(dict) }
+        if pos < buf.count, buf[pos] == UInt8(ascii: "}") { pos += 1; return .object([:]) }
+        var dict = [String: JSONValue](minimumCapacity: 8)
         while true {
             skipWhitespace()
             guard pos < buf.count else { throw fail("unexpected end of input in an object") }
@@ -229,10 +236,15 @@ struct JSONReader {
         pos += 1
         let start = pos
         // Fast path: no escapes.
+        var ascii = true
         while pos < buf.count {
             let c = buf[pos]
             if c == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: buf[start..<pos])
+                if ascii {
+                    pos += 1
+                    return String(decoding: slice, as: UTF8.self)
+                }
                 guard let s = String(validating: slice, as: UTF8.self) else {
                     throw fail("invalid UTF-8 in a string")
                 }
@@ -241,6 +253,7 @@ struct JSONReader {
             }
             if c == UInt8(ascii: "\\") { break }
             if c < 0x20 { throw fail("control character in a string") }
+            if c >= 0x80 { ascii = false }
             pos += 1
         }
         guard pos < buf.count else { throw fail("unterminated string") }

@@ -112,10 +112,12 @@ public struct ResourceChange: Sendable, Hashable {
     public var provider: String
     /// The actions, in plan order (`["delete","create"]` is a replace).
     public var actions: [ResourceAction]
-    /// Attribute paths whose value after the change is unknown until apply.
-    public var unknownPaths: [String]
-    /// Attribute paths marked sensitive before or after the change.
-    public var sensitivePaths: [String]
+    /// Attribute paths whose value after the change is unknown until apply (sorted).
+    public var unknownPaths: [String] { TerraformPlanReader.markedPaths(afterUnknown) }
+    /// Attribute paths marked sensitive before or after the change (sorted).
+    public var sensitivePaths: [String] {
+        Array(Set(TerraformPlanReader.markedPaths(beforeSensitive) + TerraformPlanReader.markedPaths(afterSensitive))).sorted()
+    }
     /// The region the resource lives in, when the plan shows it.
     public var region: String?
     /// Tags after the change (before the change for deletions), including provider default tags
@@ -128,11 +130,56 @@ public struct ResourceChange: Sendable, Hashable {
     /// Change sets only: how many of this resource are created (`g5.xlarge x4` → 4).
     public var count: Int
 
-    var before: JSONValue?
-    var after: JSONValue?
-    var afterUnknown: JSONValue?
-    var beforeSensitive: JSONValue?
-    var afterSensitive: JSONValue?
+    /// The raw values, boxed so that copying a change is cheap.
+    let values: Values
+    var before: JSONValue? { values.before }
+    var after: JSONValue? { values.after }
+    var afterUnknown: JSONValue? { values.afterUnknown }
+    var beforeSensitive: JSONValue? { values.beforeSensitive }
+    var afterSensitive: JSONValue? { values.afterSensitive }
+
+    final class Values: Sendable, Hashable {
+        let before, after, afterUnknown, beforeSensitive, afterSensitive: JSONValue?
+        init(_ before: JSONValue?, _ after: JSONValue?, _ afterUnknown: JSONValue?, _ beforeSensitive: JSONValue?,
+             _ afterSensitive: JSONValue?) {
+            self.before = before
+            self.after = after
+            self.afterUnknown = afterUnknown
+            self.beforeSensitive = beforeSensitive
+            self.afterSensitive = afterSensitive
+        }
+        static func == (a: Values, b: Values) -> Bool {
+            a === b || (a.before == b.before && a.after == b.after && a.afterUnknown == b.afterUnknown
+                && a.beforeSensitive == b.beforeSensitive && a.afterSensitive == b.afterSensitive)
+        }
+        func hash(into h: inout Hasher) {
+            h.combine(before)
+            h.combine(after)
+        }
+    }
+
+    init(address: String, module: String?, type: String, name: String, index: String?, deposed: String?,
+         mode: String, provider: String, actions: [ResourceAction], region: String?, tags: [String: String],
+         carriesTags: Bool, isAdditionalAction: Bool, count: Int, before: JSONValue?, after: JSONValue?,
+         afterUnknown: JSONValue?, beforeSensitive: JSONValue?, afterSensitive: JSONValue?, contextNames: [String]) {
+        self.address = address
+        self.module = module
+        self.type = type
+        self.name = name
+        self.index = index
+        self.deposed = deposed
+        self.mode = mode
+        self.provider = provider
+        self.actions = actions
+        self.region = region
+        self.tags = tags
+        self.carriesTags = carriesTags
+        self.isAdditionalAction = isAdditionalAction
+        self.count = count
+        self.values = Values(before, after, afterUnknown, beforeSensitive, afterSensitive)
+        self.contextNames = contextNames
+    }
+
     /// Other names that describe the resource (segment names, identifiers) for classification.
     var contextNames: [String]
 
@@ -392,12 +439,10 @@ enum TerraformPlanReader {
 
         var c = ResourceChange(
             address: address, module: module, type: type, name: name, index: index, deposed: deposed,
-            mode: mode, provider: provider, actions: actions, unknownPaths: [], sensitivePaths: [],
+            mode: mode, provider: provider, actions: actions,
             region: nil, tags: [:], carriesTags: false, isAdditionalAction: false, count: 1,
             before: before, after: after, afterUnknown: afterUnknown,
             beforeSensitive: beforeSensitive, afterSensitive: afterSensitive, contextNames: [])
-        c.unknownPaths = markedPaths(afterUnknown)
-        c.sensitivePaths = Array(Set(markedPaths(beforeSensitive) + markedPaths(afterSensitive))).sorted()
 
         // Tags: after the change, or before it for a deletion.
         let tagSource = (after ?? before)
@@ -503,7 +548,7 @@ enum ChangesetReader {
             }
             return ResourceChange(
                 address: address, module: nil, type: type, name: name, index: nil, deposed: nil,
-                mode: "managed", provider: "changeset", actions: actions, unknownPaths: [], sensitivePaths: [],
+                mode: "managed", provider: "changeset", actions: actions,
                 region: after?["region"]?.string ?? before?["region"]?.string, tags: tags, carriesTags: carries,
                 isAdditionalAction: additional, count: count,
                 before: before, after: after, afterUnknown: nil, beforeSensitive: nil, afterSensitive: nil,
@@ -728,6 +773,20 @@ extension StringProtocol {
 /// (`prod_pci` → prod, pci; `nonprod-ml` → nonprod, ml).
 func wordsOf(_ s: String) -> [String] {
     var out: [String] = []
+    if s.utf8.allSatisfy({ $0 < 0x80 }) {
+        var word: [UInt8] = []
+        for b in s.utf8 {
+            let l = b >= 0x41 && b <= 0x5A ? b + 0x20 : b
+            if (l >= 0x61 && l <= 0x7A) || (l >= 0x30 && l <= 0x39) {
+                word.append(l)
+            } else if !word.isEmpty {
+                out.append(String(decoding: word, as: UTF8.self))
+                word.removeAll(keepingCapacity: true)
+            }
+        }
+        if !word.isEmpty { out.append(String(decoding: word, as: UTF8.self)) }
+        return out
+    }
     var current = ""
     for ch in s.lowercased().unicodeScalars {
         if CharacterSetLite.isWordScalar(ch) {

@@ -255,10 +255,20 @@ func hex(_ bytes: [UInt8]) -> String {
     return String(decoding: out, as: UTF8.self)
 }
 
-/// Case-insensitive glob with `*` only.
+func lowerBytes(_ s: String) -> [UInt8] {
+    var out = [UInt8]()
+    out.reserveCapacity(s.utf8.count)
+    for b in s.utf8 { out.append(b >= 0x41 && b <= 0x5A ? b + 0x20 : b) }
+    return out
+}
+
+/// Case-insensitive (ASCII) glob with `*` only.
 func globMatch(_ pattern: String, _ text: String) -> Bool {
-    let p = Array(pattern.lowercased().utf8)
-    let t = Array(text.lowercased().utf8)
+    globMatchBytes(lowerBytes(pattern), lowerBytes(text))
+}
+
+/// Glob on bytes already lower-cased.
+func globMatchBytes(_ p: [UInt8], _ t: [UInt8]) -> Bool {
     var pi = 0, ti = 0, star = -1, mark = 0
     while ti < t.count {
         if pi < p.count && p[pi] == UInt8(ascii: "*") {

@@ -4,16 +4,40 @@ enum Redactor {
                                      "access_key", "accesskey", "api_key", "apikey", "credential", "passphrase",
                                      "auth_key", "client_key", "connection_string"]
 
+    static let secretKeyFragmentBytes: [[UInt8]] = secretKeyFragments.map { Array($0.utf8) }
+
+    /// True when `key` contains a secret-looking fragment (ASCII case-insensitive; no Foundation,
+    /// this runs for every attribute of every resource).
     static func isSecretKey(_ key: String) -> Bool {
-        let k = key.lowercased()
-        return secretKeyFragments.contains { k.contains($0) }
+        var k = [UInt8]()
+        k.reserveCapacity(key.utf8.count)
+        for b in key.utf8 { k.append(b >= 0x41 && b <= 0x5A ? b + 0x20 : b) }
+        return secretKeyFragmentBytes.contains { containsBytes(k, $0) }
     }
+
+    static func containsBytes(_ hay: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard needle.count <= hay.count, let first = needle.first else { return needle.isEmpty }
+        var i = 0
+        let last = hay.count - needle.count
+        while i <= last {
+            if hay[i] == first {
+                var j = 1
+                while j < needle.count && hay[i + j] == needle[j] { j += 1 }
+                if j == needle.count { return true }
+            }
+            i += 1
+        }
+        return false
+    }
+
+    static let pemBegin = Array("-----BEGIN".utf8)
+    static let pemPrivate = Array("PRIVATE KEY".utf8)
 
     static func looksLikeSecret(_ s: String) -> Bool {
         let u = Array(s.utf8)
         if u.count == 20, s.hasPrefix("AKIA") || s.hasPrefix("ASIA"),
            u.allSatisfy({ ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) }) { return true }
-        if s.contains("-----BEGIN") && s.contains("PRIVATE KEY") { return true }
+        if u.count > 30, containsBytes(u, pemBegin), containsBytes(u, pemPrivate) { return true }
         for prefix in ["ghp_", "gho_", "github_pat_", "xoxb-", "xoxp-", "sk-", "glpat-"] where s.hasPrefix(prefix) && u.count >= 20 {
             return true
         }
@@ -64,26 +88,40 @@ enum Redactor {
         }
     }
 
-    /// The first clear-text secret in a change's after value: its path, or nil.
-    static func firstSecret(in c: ResourceChange) -> [PathStep]? {
+    /// The first (by rendered path) clear-text secret in a change's after value, or nil.
+    /// `secretKeys` memoises ``isSecretKey(_:)`` across the changes of one evaluation.
+    static func firstSecret(in c: ResourceChange, secretKeys: inout [String: Bool]) -> [PathStep]? {
         guard let after = c.after else { return nil }
-        var stack: [(JSONValue, [PathStep], String)] = [(after, [], "")]
+        var path: [PathStep] = []
+        var found: [[PathStep]] = []
         var visited = 0
-        while let (v, path, key) = stack.popLast() {
+        func walk(_ v: JSONValue, _ keyIsSecret: Bool) {
             visited += 1
-            if visited > 20_000 { return nil }
+            if visited > 20_000 || found.count > 50 { return }
             switch v {
             case .string(let s):
-                if s.isEmpty || c.isSensitive(path) { continue }
-                if (isSecretKey(key) && !s.hasPrefix("arn:") && !s.hasPrefix("${")) || looksLikeSecret(s) { return path }
+                if s.isEmpty { return }
+                let candidate = (keyIsSecret && !s.hasPrefix("arn:") && !s.hasPrefix("${")) || looksLikeSecret(s)
+                if candidate && !c.isSensitive(path) { found.append(path) }
             case .object(let o):
-                for k in o.keys.sorted().reversed() { stack.append((o[k]!, path + [.key(k)], k)) }
+                for (k, child) in o {
+                    let secret: Bool
+                    if let known = secretKeys[k] { secret = known } else { secret = isSecretKey(k); secretKeys[k] = secret }
+                    path.append(.key(k))
+                    walk(child, secret)
+                    path.removeLast()
+                }
             case .array(let a):
-                for (i, child) in a.enumerated().reversed() { stack.append((child, path + [.index(i)], key)) }
+                for (i, child) in a.enumerated() {
+                    path.append(.index(i))
+                    walk(child, keyIsSecret)
+                    path.removeLast()
+                }
             default:
-                continue
+                return
             }
         }
-        return nil
+        walk(after, false)
+        return found.min { renderPath($0) < renderPath($1) }
     }
 }

@@ -42,11 +42,15 @@ enum Summary {
             if !pciOnly.isEmpty { wrong.append("breaks the PCI baseline (\(list(pciOnly)))") }
             let deleted = addrs(RuleCatalog.intentAction)
             if !deleted.isEmpty { wrong.append("destroys \(list(deleted)), which you did not ask to delete") }
-            let covered = Set(ingress + phrases.flatMap { addrs($0.0) })
+            let covered = Set(ingress + deleted + phrases.flatMap { addrs($0.0) })
             let extra = addrs(RuleCatalog.intentScope).filter { !covered.contains($0) }
             if !extra.isEmpty { wrong.append("touches \(list(extra)), beyond what you asked for") }
             if byRule[RuleCatalog.reviewerVeto] != nil { wrong.append("was judged by the reviewer not to match your request") }
             parts.append("This plan \(does), but it ALSO " + joinAnd(wrong) + ".")
+            let confirms = Array(Set(findings.filter { $0.enforcement == .confirm }.map(\.rule))).sorted()
+            if !confirms.isEmpty {
+                parts.append("It would also need: \(confirms.map(Summary.need).joined(separator: ", ")).")
+            }
             parts.append(cannotOverride
                 ? "Do not apply it: ask for a new plan without these changes (only a new signed policy could allow them)."
                 : "Do not apply it unless an approver overrides; better, ask for a new plan that does only what was asked.")
@@ -73,6 +77,15 @@ enum Summary {
             if notes > 0 { parts.append("\(notes) advisory note\(notes == 1 ? "" : "s") attached.") }
         }
         return parts.joined(separator: " ")
+    }
+
+    static func need(_ rule: String) -> String {
+        switch rule {
+        case RuleCatalog.prodChangeTicket: return "a change ticket"
+        case RuleCatalog.deletionConfirmation: return "the owner's confirmation of each deletion by name"
+        case RuleCatalog.costThreshold: return "finance approval of the cost"
+        default: return rule
+        }
     }
 
     static func describe(_ plan: Plan) -> String {

@@ -25,11 +25,15 @@ struct PlanCheck: ParsableCommand {
               terraform plan -out tf.plan && terraform show -json tf.plan > plan.json
 
             Examples:
-              countersign plan check --plan plan.json --request "Deploy a Postgres database for analytics"
-              countersign plan check --plan cleanup.json --format changeset-json \\
-                  --request "Clean up old dev environments" --confirm-deletion dev-old-vpc-1
-              countersign plan check --plan plan.json --request "Scale up production" \\
-                  --change-ticket CHG-42 --infracost infracost.json --finance-approved --json
+              countersign plan check --plan plan.json \\
+                  --request "Deploy a Postgres database for analytics"
+              countersign plan check --plan cleanup.json \\
+                  --format changeset-json \\
+                  --request "Clean up old dev environments" \\
+                  --confirm-deletion dev-old-vpc-1
+              countersign plan check --plan plan.json \\
+                  --request "Scale up production" --change-ticket CHG-42 \\
+                  --infracost infracost.json --finance-approved --json
 
             Enforcements: HARD (veto; no one can override), INTENT (veto; an approver can \
             override), CONFIRM (escalates until a person confirms: change ticket, deletion by name, \

@@ -48,6 +48,15 @@ struct HostileInputTests {
         #expect(ContinuousClock.now - start < .seconds(1))
     }
 
+    @Test("millions of tiny objects are refused, bounding memory whatever the shape")
+    func manyContainers() throws {
+        var bytes = Array("{\"format_version\":\"1.2\",\"x\":[".utf8)
+        for _ in 0..<600_000 { bytes.append(contentsOf: Array("{},".utf8)) }
+        bytes.append(contentsOf: Array("{}]}".utf8))
+        #expect(bytes.count < PlanLimits.defaults.maxPlanBytes)
+        #expect(code { try parse(bytes) } == .invalidJSON)
+    }
+
     @Test("invalid UTF-8, duplicate keys, huge numbers, bad syntax: clear errors",
           arguments: [
             [0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xFF, 0xFE, 0x22, 0x7D],           // {"a":"\xFF\xFE"}
