@@ -140,6 +140,10 @@ public struct Decision: Sendable, Hashable {
     public var userRequestSHA256: [UInt8]
     /// SHA-256 of the effective policy's canonical form (``Policy/sha256``).
     public var policySHA256: [UInt8]
+    /// What the plan changes (address and action, no-ops and reads left out): the server records it
+    /// in an approval so that an execution can be compared with exactly what was approved.
+    /// Filled by ``PolicyEngine/evaluate(_:confirmations:)``.
+    public var plannedChanges: [PlannedChange] = []
 
     /// The findings' rule ids, sorted and without repeats (the statement's `rules`).
     public var rules: [String] { Array(Set(findings.map(\.rule))).sorted() }

@@ -37,6 +37,7 @@ public struct PolicyEngine: Sendable {
         var d = evaluate(plan: plan, userRequest: request.userRequest, changeTicket: request.changeTicket,
                          costIncreaseMonthly: cost, confirmations: confirmations)
         d.requestID = request.requestID
+        d.plannedChanges = PlannedChange.of(plan)
         d.planSHA256 = sha256(request.plan)
         d.userRequestSHA256 = sha256(Array(request.userRequest.utf8))
         return d

@@ -43,6 +43,9 @@ public struct DecisionService: Sendable {
         router.async(Method.verifyPlan, roles: [.orchestrator]) { (request: VerifyPlanRequest, context) in
             try await service.verifyPlan(request, context)
         }
+        router.async(Method.verifyExecution, roles: [.orchestrator]) { (request: VerifyExecutionRequest, context) in
+            try await service.verifyExecution(request, context)
+        }
         router.async(Method.getDecision, roles: [.orchestrator, .auditor]) { (request: GetDecisionRequest, context) in
             try await service.getDecision(request, context)
         }
@@ -128,6 +131,7 @@ public struct DecisionService: Sendable {
         statement.planFormat = format.rawValue
         statement.findings = evaluation.findings.map(CountersignWire.Finding.init(policy:))
         statement.summary = evaluation.summary
+        statement.planned = evaluation.plannedChanges.map { CountersignWire.PlannedChange(address: $0.address, action: $0.action) }
 
         let signStarted = ContinuousClock.now
         let signed = try await signer.sign(payloadType: PayloadType.decision, payload: statement.protobufBytes())
@@ -145,6 +149,77 @@ public struct DecisionService: Sendable {
             "cs.owner": "\(request.owner)",
         ])
         return Self.reply(statement: statement, signed: signed, index: index)
+    }
+
+    // MARK: VerifyExecution
+
+    /// Compares what was applied with the approved plan, and signs and ledgers the outcome: MATCH,
+    /// or DEVIATION (extra, missing or different changes, or a plan that was never approved).
+    func verifyExecution(_ request: VerifyExecutionRequest, _ context: CallContext) async throws -> ExecutionResult {
+        guard !request.requestID.isEmpty, request.requestID.utf8.count <= Self.maxRequestIDLength else {
+            throw Status(.invalidArgument, "request_id must be 1 to \(Self.maxRequestIDLength) bytes")
+        }
+        let executed = try ExecutionCheck.parse(request.execution, format: try ExecutionFormat(wireName: request.executionFormat))
+        let stored = try await ledger.latest(kind: .decision, requestID: request.requestID)
+        var deviations: [ExecutionDeviation]
+        var owner = ""
+        var decisionDigest: [UInt8] = []
+        if let stored {
+            owner = stored.owner
+            guard context.principal.mayActFor(owner) else {
+                let status = Status(.permissionDenied, "orchestrator '\(context.principal.id)' may not report for '\(owner)'")
+                await ledgerRefusal(context: context, status: status, requestID: request.requestID, owner: owner)
+                throw status
+            }
+            let approved = try DecisionStatement(protobuf: stored.statement.payload)
+            decisionDigest = Array(SHA256.hash(data: stored.statement.payload))
+            if approved.verdict == .approved {
+                deviations = ExecutionCheck.compare(
+                    planned: approved.planned.map { CountersignPolicy.PlannedChange(address: $0.address, action: $0.action) },
+                    executed: executed)
+            } else {
+                deviations = [ExecutionDeviation(address: "", expected: "", actual: "",
+                                                 message: "the decision on \(request.requestID) is \(approved.verdict), not APPROVED: nothing may be executed")]
+            }
+        } else {
+            deviations = [ExecutionDeviation(address: "", expected: "", actual: "",
+                                             message: "no decision exists for \(request.requestID): this execution was never approved")]
+        }
+        var statement = ExecutionStatement()
+        statement.requestID = request.requestID
+        statement.executionSHA256 = Array(SHA256.hash(data: request.execution))
+        statement.decisionStatementSHA256 = decisionDigest
+        statement.verdict = deviations.isEmpty ? .match : .deviation
+        statement.agent = context.principal.id
+        statement.owner = owner
+        statement.keyID = try await signer.activeKeyID
+        statement.decidedAtUnixMs = now()
+        statement.deviations = deviations.map { $0.address.isEmpty ? $0.message : $0.address }
+        let signed = try await signer.sign(payloadType: PayloadType.execution, payload: statement.protobufBytes())
+        let index = try await ledger.append(LedgerEntry(kind: .execution, statement: signed, agent: context.principal.id,
+                                                        owner: owner, requestID: request.requestID))
+        if !deviations.isEmpty {
+            context.logger.warning("execution deviates from the approval", metadata: [
+                "cs.request_id": "\(request.requestID)", "cs.deviations": "\(deviations.count)", "cs.ledger_index": "\(index)",
+            ])
+        }
+        var reply = ExecutionResult()
+        reply.requestID = request.requestID
+        reply.verdict = statement.verdict
+        reply.deviations = deviations.map {
+            var d = Deviation()
+            d.address = $0.address
+            d.expectedAction = $0.expected
+            d.actualAction = $0.actual
+            d.message = $0.message
+            return d
+        }
+        reply.statement = signed.payload
+        reply.signature = signed.signature
+        reply.keyID = signed.keyID
+        reply.ledgerIndex = index
+        reply.payloadType = signed.payloadType
+        return reply
     }
 
     // MARK: GetDecision

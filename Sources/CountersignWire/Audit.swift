@@ -224,6 +224,8 @@ public struct DecisionStatement: ProtoMessage {
     /// The findings, signed with the verdict (before/after values are redacted).
     public var findings: [Finding] = []
     public var summary = ""
+    /// What the plan changes; `VerifyExecution` compares an execution with it.
+    public var planned: [PlannedChange] = []
     public init() {}
 
     public mutating func decodeField(_ number: Int, _ wt: WireType, from r: inout ProtoReader) throws -> Bool {
@@ -245,6 +247,7 @@ public struct DecisionStatement: ProtoMessage {
         case 15: confirmations.append(try r.readString(wt))
         case 16: findings.append(try r.readMessage(wt))
         case 17: summary = try r.readString(wt)
+        case 18: planned.append(try r.readMessage(wt))
         default: return false
         }
         return true
@@ -268,6 +271,34 @@ public struct DecisionStatement: ProtoMessage {
         w.write(15, strings: confirmations)
         w.write(16, messages: findings)
         w.write(17, string: summary)
+        w.write(18, messages: planned)
+    }
+}
+
+/// One change an approved plan makes (`countersign.v1.PlannedChange`).
+public struct PlannedChange: ProtoMessage {
+    public static let protoName = "countersign.v1.PlannedChange"
+    public var address = ""
+    /// `create`, `update`, `delete`, `replace` or `forget`.
+    public var action = ""
+    public init() {}
+    public init(address: String, action: String) {
+        self.address = address
+        self.action = action
+    }
+
+    public mutating func decodeField(_ number: Int, _ wt: WireType, from r: inout ProtoReader) throws -> Bool {
+        switch number {
+        case 1: address = try r.readString(wt)
+        case 2: action = try r.readString(wt)
+        default: return false
+        }
+        return true
+    }
+
+    public func encode(to w: inout ProtoWriter) {
+        w.write(1, string: address)
+        w.write(2, string: action)
     }
 }
 

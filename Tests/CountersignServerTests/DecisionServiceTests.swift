@@ -216,3 +216,46 @@ import Testing
         }
     }
 }
+
+@Suite(.serialized) struct ExecutionServiceTests {
+    func report(_ client: CountersignClient, _ requestID: String, _ changes: String) async throws -> ExecutionResult {
+        var request = VerifyExecutionRequest()
+        request.requestID = requestID
+        request.execution = Array(changes.utf8)
+        request.executionFormat = "changes-json"
+        return try await client.call(Method.verifyExecution, request)
+    }
+
+    @Test func matchDeviationAndNeverApproved() async throws {
+        try await DecisionStack.with { stack in
+            let client = try await stack.server.client("orchestrator")
+            let quarantine = try #require(try DecisionServiceTests.scenarios().first { $0.name.contains("quarantine") })
+            let approved = try await client.verifyPlan(quarantine.request)
+            #expect(approved.verdict == .approved)
+            let id = quarantine.request.requestID
+
+            let match = try await report(client, id, #"[{"address":"aws_security_group_rule.quarantine_i0abc123","action":"create"}]"#)
+            #expect(match.verdict == .match && match.deviations.isEmpty)
+            let extra = try await report(client, id, #"[{"address":"aws_security_group_rule.quarantine_i0abc123","action":"create"},{"address":"aws_instance.web","action":"delete"}]"#)
+            #expect(extra.verdict == .deviation)
+            #expect(extra.deviations.map(\.address) == ["aws_instance.web"])
+            let never = try await report(client, "never-approved", #"[{"address":"aws_instance.web","action":"delete"}]"#)
+            #expect(never.verdict == .deviation)
+
+            // Each outcome is a signed statement in the ledger.
+            let keys: ListKeysResponse = try await client.call(Method.auditListKeys, ListKeysRequest())
+            let key = try VerificationKey(spkiDER: try #require(keys.keys.first { $0.keyID == extra.keyID }).spkiDER)
+            #expect(key.verifies(signature: extra.signature, payloadType: PayloadType.execution, payload: extra.statement))
+            let statement = try ExecutionStatement(protobuf: extra.statement)
+            #expect(statement.verdict == .deviation && statement.decisionStatementSHA256 == Array(SHA256.hash(data: approved.statement)))
+            #expect(try await stack.ledger.entry(at: extra.ledgerIndex).statement.payload == extra.statement)
+
+            // A vetoed plan that runs anyway deviates.
+            let vetoed = try #require(try DecisionServiceTests.scenarios().first { $0.name.contains("public-unencrypted") })
+            _ = try await client.verifyPlan(vetoed.request)
+            let ran = try await report(client, vetoed.request.requestID, #"[{"address":"aws_db_instance.analytics","action":"create"}]"#)
+            #expect(ran.verdict == .deviation)
+            await client.close()
+        }
+    }
+}

@@ -233,6 +233,10 @@ enum JSONBuild {
         m.confirmations = try array(o["confirmations"]).map { try string($0) }
         m.findings = try array(o["findings"]).map { try finding(try object($0) ?? [:]) }
         m.summary = try string(o["summary"])
+        m.planned = try array(o["planned"]).map { p in
+            let p = try object(p) ?? [:]
+            return PlannedChange(address: try string(p["address"]), action: try string(p["action"]))
+        }
         return m
     }
 
