@@ -33,8 +33,9 @@ build:
 release:
 	$(SWIFT) build $(RELEASE_FLAGS) --product countersign
 
+## bench: signed, ledgered decisions per second and their latency on the dev node
 bench: dev-up release
-	.build/release/countersign bench
+	scripts/bench-decisions
 
 bench-wire: dev-up release
 	.build/release/countersign bench wire
