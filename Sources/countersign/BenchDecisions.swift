@@ -6,6 +6,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import Crypto
 import Histogram
 
 /// `countersign bench decisions`: VerifyPlan load against a running node.
@@ -43,6 +44,9 @@ struct BenchDecisions: AsyncParsableCommand {
     @Option(help: "Node metrics address host:port (default: node.metrics_listen of the configuration).")
     var metrics: String?
 
+    @Option(help: "Append one line per decision received to this file: request id, ledger index, verdict, SHA-256 of the statement (for fault tests).")
+    var record: String?
+
     func run() async throws {
         let configuration = try client.clientConfiguration(defaultIdentity: "orchestrator")
         let server = try CountersignConfiguration.load(path: try client.config.resolvedPath())
@@ -58,6 +62,7 @@ struct BenchDecisions: AsyncParsableCommand {
 
         let runID = UUID().uuidString.prefix(8).lowercased()
         let counter = Counter()
+        let recorder = try record.map { try Recorder(path: $0) }
         let start = ContinuousClock.now
         let end = start + .milliseconds(Int(seconds * 1000))
         let interval: Duration? = rate > 0 ? .nanoseconds(Int64(1_000_000_000 * Double(connections) / Double(rate))) : nil
@@ -82,7 +87,8 @@ struct BenchDecisions: AsyncParsableCommand {
                             request.planFormat = "terraform-json"
                             n += 1
                             do {
-                                _ = try await client.verifyPlan(request)
+                                let decision = try await client.verifyPlan(request)
+                                recorder?.write(decision)
                                 let us = (ContinuousClock.now - scheduled).microseconds
                                 _ = histogram.record(UInt64(max(1, us)))
                             } catch {
@@ -155,6 +161,23 @@ struct BenchDecisions: AsyncParsableCommand {
             {"format_version":"1.2","terraform_version":"1.9.8","resource_changes":[\(changes.joined(separator: ","))],\
             "configuration":{"provider_config":{"aws":{"name":"aws","expressions":{"region":{"constant_value":"eu-west-1"}}}}}}
             """.utf8)
+    }
+
+    /// Lines of `request_id<TAB>ledger_index<TAB>verdict<TAB>sha256(statement)`, written as replies arrive.
+    final class Recorder: @unchecked Sendable {
+        private let lock = NSLock()
+        private let handle: FileHandle
+        init(path: String) throws {
+            if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+            guard let h = FileHandle(forWritingAtPath: path) else { throw ValidationError("cannot write \(path)") }
+            h.seekToEndOfFile()
+            handle = h
+        }
+        func write(_ d: Decision) {
+            let digest = SHA256.hash(data: d.statement).map { String(format: "%02x", $0) }.joined()
+            let line = "\(d.requestID)\t\(d.ledgerIndex)\t\(d.verdict)\t\(digest)\n"
+            lock.lock(); handle.write(Data(line.utf8)); lock.unlock()
+        }
     }
 
     final class Counter: @unchecked Sendable {
