@@ -10,7 +10,7 @@ struct LedgerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ledger",
         abstract: "Migrate, verify, export and prove the tamper-evident ledger.",
-        subcommands: [Migrate.self, Verify.self, Export.self, Prove.self, CheckpointCommand.self]
+        subcommands: [Migrate.self, Verify.self, Export.self, Prove.self, CheckpointCommand.self, BenchLedger.self]
     )
 
     static func load(_ option: ConfigOption) throws -> CountersignConfiguration {
