@@ -19,6 +19,8 @@ struct BenchLedger: AsyncParsableCommand {
     @Option(name: .long, help: "Entries in the tree for proof and verify timing.") var entries = 1_000_000
     @Option(name: .long, help: "Seconds per append phase.") var seconds = 10.0
     @Option(name: .long, help: "Entries per batch in the batched phase.") var batch = 1000
+    @Option(name: .long, help: "Phases, comma-separated: unbatched, batched, concurrent8, concurrent64, proofs, verify.")
+    var phases = "unbatched,batched,concurrent8,concurrent64,proofs,verify"
 
     func run() async throws {
         var cfg = try LedgerCommand.load(config)
@@ -35,7 +37,8 @@ struct BenchLedger: AsyncParsableCommand {
                                                                           signature: Array(sig.derRepresentation), keyID: vk.keyID),
                                agent: "bench", owner: "bench@example", requestID: "bench-\(n)")
         }
-        let poolSize = entries
+        let selected = Set(phases.split(separator: ",").map { String($0) })
+        let poolSize = selected.contains("proofs") ? entries : min(entries, 200_000)
         let t0 = Date()
         let buffer = UnsafeMutableBufferPointer<LedgerEntry>.allocate(capacity: poolSize)
         let base = UInt(bitPattern: buffer.baseAddress)
@@ -66,26 +69,28 @@ struct BenchLedger: AsyncParsableCommand {
         // 1. One writer, unbatched: each append waits for its own commit.
         var n = 0
         var start = Date()
-        while Date().timeIntervalSince(start) < seconds {
-            _ = try await ledger.append(take())
-            n += 1
+        if selected.contains("unbatched") {
+            while Date().timeIntervalSince(start) < seconds {
+                _ = try await ledger.append(take())
+                n += 1
+            }
+            emit("unbatched_1_per_s", Double(n) / Date().timeIntervalSince(start))
         }
-        emit("unbatched_1_per_s", Double(n) / Date().timeIntervalSince(start))
 
         // 2. One writer, batched: appends of `batch` statements, each batch one commit.
         n = 0
         start = Date()
-        while Date().timeIntervalSince(start) < seconds {
+        while selected.contains("batched") && Date().timeIntervalSince(start) < seconds {
             var b: [LedgerEntry] = []
             b.reserveCapacity(batch)
             for _ in 0..<batch { b.append(take()) }
             _ = try await ledger.append(contentsOf: b)
             n += batch
         }
-        emit("batched_1_per_s", Double(n) / Date().timeIntervalSince(start))
+        if selected.contains("batched") { emit("batched_1_per_s", Double(n) / Date().timeIntervalSince(start)) }
 
         // 3. Eight writers, each append waiting for its commit (group commit batches them).
-        for writers in [8, 64] {
+        for writers in [8, 64] where selected.contains("concurrent\(writers)") {
             let counter = Counter()
             let deadline = Date().addingTimeInterval(seconds)
             let startIndex = next
@@ -107,6 +112,7 @@ struct BenchLedger: AsyncParsableCommand {
             emit("concurrent_\(writers)_per_s", Double(counter.value) / Date().timeIntervalSince(start))
         }
 
+        guard selected.contains("proofs") || selected.contains("verify") else { return }
         // 4. Fill up to `entries`, then time proofs at that size.
         var size = Int(try await ledger.size())
         start = Date()
@@ -123,7 +129,7 @@ struct BenchLedger: AsyncParsableCommand {
         emit("tree_size", Double(treeSize))
         var inclusion: [Double] = []
         var consistency: [Double] = []
-        for _ in 0..<2000 {
+        for _ in 0..<(selected.contains("proofs") ? 2000 : 0) {
             let i = UInt64.random(in: 0..<treeSize)
             var s = Date()
             _ = try await ledger.proveInclusion(index: i, treeSize: treeSize)
@@ -135,13 +141,16 @@ struct BenchLedger: AsyncParsableCommand {
         }
         inclusion.sort()
         consistency.sort()
+        if !inclusion.isEmpty {
         emit("inclusion_ms_p50", inclusion[inclusion.count / 2])
         emit("inclusion_ms_p99", inclusion[inclusion.count * 99 / 100])
         emit("consistency_ms_p50", consistency[consistency.count / 2])
         emit("consistency_ms_p99", consistency[consistency.count * 99 / 100])
+        }
         task.cancel()
 
         // 5. Verify the whole ledger (signatures included) with the reader role.
+        guard selected.contains("verify") else { return }
         start = Date()
         let report = try await LedgerAudit.verifyDatabase(database: cfg.database, trustedKeys: TrustedKeys([vk]), origin: nil, logger: logger)
         let elapsed = Date().timeIntervalSince(start)
