@@ -22,6 +22,8 @@ actor BatchWriter {
 
     private var pending: [Pending] = []
     private var pendingCount = 0
+    /// Callers in the last batch (to let them rejoin the next one).
+    private var lastBatchCallers = 0
     private var wake: CheckedContinuation<Void, Never>?
     private var running = false
     private var stopped = false
@@ -90,6 +92,16 @@ actor BatchWriter {
                 }
                 continue
             }
+            // Group commit: the callers whose appends the last batch completed usually append again
+            // at once; give them a moment (a few scheduler turns, at most ~200 µs) to join this batch
+            // rather than commit a batch of one and leave them for the next.
+            if lastBatchCallers > 1 && pending.count < lastBatchCallers {
+                let clock = ContinuousClock()
+                let deadline = clock.now.advanced(by: .microseconds(200))
+                while pending.count < lastBatchCallers && clock.now < deadline && !Task.isCancelled {
+                    await Task.yield()
+                }
+            }
             var batch: [Pending] = []
             var count = 0
             while let first = pending.first, batch.isEmpty || count + first.entries.count <= batchLimit {
@@ -98,6 +110,7 @@ actor BatchWriter {
                 pending.removeFirst()
             }
             pendingCount -= count
+            lastBatchCallers = batch.count
             do {
                 let start = try await write(batch.flatMap(\.entries))
                 var next = start

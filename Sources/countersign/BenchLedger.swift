@@ -26,7 +26,8 @@ struct BenchLedger: AsyncParsableCommand {
         var cfg = try LedgerCommand.load(config)
         cfg.database.database = database
         let logger = LedgerCommand.logger
-        let key = P256.Signing.PrivateKey()
+        // The same fixture key on every run, so that phases run as separate processes verify together.
+        let key = try P256.Signing.PrivateKey(rawRepresentation: Array(SHA256.hash(data: Array("countersign ledger bench fixture".utf8))))
         let spki = Array(key.publicKey.derRepresentation)
         let vk = try VerificationKey(spkiDER: spki)
         // Sign a pool of statements up front (in parallel) so the append phases measure the ledger.
