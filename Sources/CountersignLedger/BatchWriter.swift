@@ -33,7 +33,13 @@ actor BatchWriter {
     /// Epoch of the lease this writer holds; `nil` before ``setEpoch(_:)``.
     private(set) var epoch: UInt64?
 
+    /// The writer runs on the event loop of its database connection, so that a batch's round trip
+    /// costs no thread hops between the actor and the connection.
+    private let eventLoop: any EventLoop
+    nonisolated var unownedExecutor: UnownedSerialExecutor { eventLoop.executor.asUnownedSerialExecutor() }
+
     init(database: DatabaseSettings, timeout: Duration, batchLimit: Int, logger: Logger) {
+        self.eventLoop = PostgresConnection.defaultEventLoopGroup.any()
         self.database = database
         self.timeout = timeout
         self.batchLimit = batchLimit
@@ -134,8 +140,8 @@ actor BatchWriter {
 
     private func ensureConnection() async throws -> PostgresConnection {
         if let c = connection, !c.isClosed { return c }
-        let db = database, t = timeout, l = logger
-        let c = try await Database.connect(db, .writer, timeout: t, logger: l)
+        let db = database, t = timeout, l = logger, loop = eventLoop
+        let c = try await Database.connect(db, .writer, timeout: t, logger: l, on: loop)
         connection = c
         return c
     }
@@ -202,12 +208,19 @@ actor BatchWriter {
             )
             SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM n)
             """
-        let l = logger
-        let count = try await withDeadline(t, "appending \(entries.count) entries", onTimeout: { connection.closeNow() }) {
-            let rows = try await connection.query(query, logger: l)
-            var n: Int64 = -1
-            for try await (e, _) in rows.decode((Int64, Int64).self) { n = e }
-            return n
+        // The deadline is a timer on the connection's event loop that closes the connection (which
+        // fails the query): no extra tasks on the hot path.
+        let timer = eventLoop.scheduleTask(in: .milliseconds(t.milliseconds)) { connection.closeNow() }
+        defer { timer.cancel() }
+        var count: Int64 = -1
+        do {
+            let rows = try await connection.query(query, logger: logger)
+            for try await (e, _) in rows.decode((Int64, Int64).self) { count = e }
+        } catch {
+            if connection.isClosed {
+                throw LedgerError.unavailable("appending \(entries.count) entries: no answer from the database within \(t)", cause: error)
+            }
+            throw error
         }
         guard count == Int64(entries.count) else {
             throw LedgerError(.corrupt, "append wrote \(count) rows for \(entries.count) entries")
