@@ -188,34 +188,17 @@ actor BatchWriter {
                 nodeHash.append(ByteBuffer(bytes: node.hash))
             }
         }
-        let ep = Int64(epoch)
-        let query: PostgresQuery = """
-            WITH e AS (
-                INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner,
-                                     request_id, fingerprint, epoch, leaf_hash)
-                SELECT u.idx, u.kind, u.ptype, u.stmt, u.sig, u.kid, u.agent, u.owner,
-                       nullif(u.rid, ''), nullif(u.fp, ''::bytea), \(ep), u.leaf
-                FROM unnest(\(idx)::int8[], \(kinds)::text[], \(types)::text[], \(statements)::bytea[],
-                            \(signatures)::bytea[], \(keyIDs)::text[], \(agents)::text[], \(owners)::text[],
-                            \(requestIDs)::text[], \(fingerprints)::bytea[], \(leaves)::bytea[])
-                     AS u(idx, kind, ptype, stmt, sig, kid, agent, owner, rid, fp, leaf)
-                ORDER BY u.idx
-                RETURNING 1
-            ), n AS (
-                INSERT INTO merkle_nodes (last_leaf, level, hash)
-                SELECT * FROM unnest(\(nodeLast)::int8[], \(nodeLevel)::int2[], \(nodeHash)::bytea[])
-                RETURNING 1
-            )
-            SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM n)
-            """
+        let statement = AppendStatement(epoch: Int64(epoch), idx: idx, kinds: kinds, types: types, statements: statements,
+                                        signatures: signatures, keyIDs: keyIDs, agents: agents, owners: owners,
+                                        requestIDs: requestIDs, fingerprints: fingerprints, leaves: leaves,
+                                        nodeLast: nodeLast, nodeLevel: nodeLevel, nodeHash: nodeHash)
         // The deadline is a timer on the connection's event loop that closes the connection (which
         // fails the query): no extra tasks on the hot path.
         let timer = eventLoop.scheduleTask(in: .milliseconds(t.milliseconds)) { connection.closeNow() }
         defer { timer.cancel() }
         var count: Int64 = -1
         do {
-            let rows = try await connection.query(query, logger: logger)
-            for try await (e, _) in rows.decode((Int64, Int64).self) { count = e }
+            for try await (e, _) in try await connection.execute(statement, logger: logger) { count = e }
         } catch {
             if connection.isClosed {
                 throw LedgerError.unavailable("appending \(entries.count) entries: no answer from the database within \(t)", cause: error)
@@ -227,5 +210,59 @@ actor BatchWriter {
         }
         tree = range
         return first
+    }
+}
+
+/// The append of one batch: one statement (so one transaction), prepared once per connection.
+/// Entries are inserted in index order (the contiguity trigger sees the earlier rows of the same
+/// statement); the subtree hashes the batch completes are inserted by the same statement.
+struct AppendStatement: PostgresPreparedStatement {
+    static let sql = """
+        WITH e AS (
+            INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner,
+                                 request_id, fingerprint, epoch, leaf_hash)
+            SELECT u.idx, u.kind, u.ptype, u.stmt, u.sig, u.kid, u.agent, u.owner,
+                   nullif(u.rid, ''), nullif(u.fp, ''::bytea), $1, u.leaf
+            FROM unnest($2::int8[], $3::text[], $4::text[], $5::bytea[], $6::bytea[], $7::text[], $8::text[], $9::text[],
+                        $10::text[], $11::bytea[], $12::bytea[])
+                 AS u(idx, kind, ptype, stmt, sig, kid, agent, owner, rid, fp, leaf)
+            ORDER BY u.idx
+            RETURNING 1
+        ), n AS (
+            INSERT INTO merkle_nodes (last_leaf, level, hash)
+            SELECT * FROM unnest($13::int8[], $14::int2[], $15::bytea[])
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM n)
+        """
+    typealias Row = (Int64, Int64)
+
+    var epoch: Int64
+    var idx: [Int64], kinds: [String], types: [String], statements: [ByteBuffer], signatures: [ByteBuffer]
+    var keyIDs: [String], agents: [String], owners: [String], requestIDs: [String], fingerprints: [ByteBuffer], leaves: [ByteBuffer]
+    var nodeLast: [Int64], nodeLevel: [Int16], nodeHash: [ByteBuffer]
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 15)
+        b.append(epoch)
+        b.append(idx)
+        b.append(kinds)
+        b.append(types)
+        b.append(statements)
+        b.append(signatures)
+        b.append(keyIDs)
+        b.append(agents)
+        b.append(owners)
+        b.append(requestIDs)
+        b.append(fingerprints)
+        b.append(leaves)
+        b.append(nodeLast)
+        b.append(nodeLevel)
+        b.append(nodeHash)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {
+        try row.decode(Row.self)
     }
 }
