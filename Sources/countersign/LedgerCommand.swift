@@ -124,7 +124,7 @@ struct LedgerCommand: AsyncParsableCommand {
             let seconds = Date().timeIntervalSince(start)
             if let problem = report.problem {
                 print("FAILED at index \(problem.index): \(problem.message)")
-                print("checked \(report.entries) entries and \(report.checkpoints) checkpoints before it")
+                print("(the first problem found; \(report.checkpoints) checkpoints had verified before it; nothing after it was checked)")
                 throw ExitCode(1)
             }
             print("OK: \(report.entries) entries, \(report.checkpoints) checkpoints, \(report.storedNodes) stored subtree hashes verified")
