@@ -46,28 +46,13 @@ public enum LedgerAudit {
                 verifier.add(checkpoint: StoredCheckpoint(body: b.bytes, treeSize: UInt64(n), rootHash: r.bytes, payloadType: t,
                                                           signature: s.bytes, keyID: k, epoch: UInt64(e)))
             }
-            var next: Int64 = 0
-            while verifier.problem == nil {
-                let page = Int64(pageSize)
-                var entries: [StoredEntry] = []
-                entries.reserveCapacity(pageSize)
-                let rows = try await connection.query("""
-                    SELECT \(unescaped: EntryRow.columns) FROM entries WHERE idx >= \(next) ORDER BY idx LIMIT \(page)
-                    """, logger: logger)
-                for try await row in rows { entries.append(try EntryRow.decode(row)) }
-                guard let last = entries.last else { break }
-                let lo = Int64(verifier.size)
-                let hi = Int64(last.index)
-                var nodes: [StoredNode] = []
-                let nodeRows = try await connection.query("""
-                    SELECT last_leaf, level, hash FROM merkle_nodes WHERE last_leaf >= \(lo) AND last_leaf <= \(hi) ORDER BY last_leaf, level
-                    """, logger: logger)
-                for try await (l, v, h) in nodeRows.decode((Int64, Int16, ByteBuffer).self) {
-                    nodes.append(StoredNode(lastLeaf: UInt64(l), level: Int(v), hash: h.bytes))
-                }
-                verifier.add(entries: entries, nodes: nodes)
+            // Double buffering: the next page is read and decoded while this one is checked.
+            var current = try await fetchPage(connection, from: 0, logger: logger)
+            while verifier.problem == nil, let last = current.entries.last {
+                async let upcoming = fetchPage(connection, from: Int64(last.index) + 1, logger: logger)
+                verifier.add(entries: current.entries, nodes: current.nodes)
                 progress(verifier.size, UInt64(max(total, 0)))
-                next = Int64(last.index) + 1
+                current = try await upcoming
             }
             if verifier.problem == nil {
                 verifier.finish()
@@ -86,6 +71,28 @@ public enum LedgerAudit {
         } catch {
             throw Database.map(error, "verifying the ledger")
         }
+    }
+
+    /// One page of entries from index `from`, and the stored subtree hashes whose last leaf lies
+    /// in `from ... last index of the page`.
+    static func fetchPage(_ connection: PostgresConnection, from next: Int64, logger: Logger) async throws -> (entries: [StoredEntry], nodes: [StoredNode]) {
+        let page = Int64(pageSize)
+        var entries: [StoredEntry] = []
+        entries.reserveCapacity(pageSize)
+        let rows = try await connection.query("""
+            SELECT \(unescaped: EntryRow.columns) FROM entries WHERE idx >= \(next) ORDER BY idx LIMIT \(page)
+            """, logger: logger)
+        for try await row in rows { entries.append(try EntryRow.decode(row)) }
+        guard let last = entries.last else { return ([], []) }
+        let hi = Int64(last.index)
+        var nodes: [StoredNode] = []
+        let nodeRows = try await connection.query("""
+            SELECT last_leaf, level, hash FROM merkle_nodes WHERE last_leaf >= \(next) AND last_leaf <= \(hi) ORDER BY last_leaf, level
+            """, logger: logger)
+        for try await (l, v, h) in nodeRows.decode((Int64, Int16, ByteBuffer).self) {
+            nodes.append(StoredNode(lastLeaf: UInt64(l), level: Int(v), hash: h.bytes))
+        }
+        return (entries, nodes)
     }
 
     static func report(_ v: LedgerVerifier, problem: LedgerProblem?) -> VerificationReport {

@@ -22,6 +22,8 @@ actor BatchWriter {
 
     private var pending: [Pending] = []
     private var pendingCount = 0
+    /// Callers in the last batch (to let them rejoin the next one).
+    private var lastBatchCallers = 0
     private var wake: CheckedContinuation<Void, Never>?
     private var running = false
     private var stopped = false
@@ -31,7 +33,13 @@ actor BatchWriter {
     /// Epoch of the lease this writer holds; `nil` before ``setEpoch(_:)``.
     private(set) var epoch: UInt64?
 
+    /// The writer runs on the event loop of its database connection, so that a batch's round trip
+    /// costs no thread hops between the actor and the connection.
+    private let eventLoop: any EventLoop
+    nonisolated var unownedExecutor: UnownedSerialExecutor { eventLoop.executor.asUnownedSerialExecutor() }
+
     init(database: DatabaseSettings, timeout: Duration, batchLimit: Int, logger: Logger) {
+        self.eventLoop = PostgresConnection.defaultEventLoopGroup.any()
         self.database = database
         self.timeout = timeout
         self.batchLimit = batchLimit
@@ -90,6 +98,16 @@ actor BatchWriter {
                 }
                 continue
             }
+            // Group commit: the callers whose appends the last batch completed usually append again
+            // at once; give them a moment (a few scheduler turns, at most ~200 µs) to join this batch
+            // rather than commit a batch of one and leave them for the next.
+            if lastBatchCallers > 1 && pending.count < lastBatchCallers {
+                let clock = ContinuousClock()
+                let deadline = clock.now.advanced(by: .microseconds(200))
+                while pending.count < lastBatchCallers && clock.now < deadline && !Task.isCancelled {
+                    await Task.yield()
+                }
+            }
             var batch: [Pending] = []
             var count = 0
             while let first = pending.first, batch.isEmpty || count + first.entries.count <= batchLimit {
@@ -98,6 +116,7 @@ actor BatchWriter {
                 pending.removeFirst()
             }
             pendingCount -= count
+            lastBatchCallers = batch.count
             do {
                 let start = try await write(batch.flatMap(\.entries))
                 var next = start
@@ -121,8 +140,8 @@ actor BatchWriter {
 
     private func ensureConnection() async throws -> PostgresConnection {
         if let c = connection, !c.isClosed { return c }
-        let db = database, t = timeout, l = logger
-        let c = try await Database.connect(db, .writer, timeout: t, logger: l)
+        let db = database, t = timeout, l = logger, loop = eventLoop
+        let c = try await Database.connect(db, .writer, timeout: t, logger: l, on: loop)
         connection = c
         return c
     }
@@ -169,37 +188,81 @@ actor BatchWriter {
                 nodeHash.append(ByteBuffer(bytes: node.hash))
             }
         }
-        let ep = Int64(epoch)
-        let query: PostgresQuery = """
-            WITH e AS (
-                INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner,
-                                     request_id, fingerprint, epoch, leaf_hash)
-                SELECT u.idx, u.kind, u.ptype, u.stmt, u.sig, u.kid, u.agent, u.owner,
-                       nullif(u.rid, ''), nullif(u.fp, ''::bytea), \(ep), u.leaf
-                FROM unnest(\(idx)::int8[], \(kinds)::text[], \(types)::text[], \(statements)::bytea[],
-                            \(signatures)::bytea[], \(keyIDs)::text[], \(agents)::text[], \(owners)::text[],
-                            \(requestIDs)::text[], \(fingerprints)::bytea[], \(leaves)::bytea[])
-                     AS u(idx, kind, ptype, stmt, sig, kid, agent, owner, rid, fp, leaf)
-                ORDER BY u.idx
-                RETURNING 1
-            ), n AS (
-                INSERT INTO merkle_nodes (last_leaf, level, hash)
-                SELECT * FROM unnest(\(nodeLast)::int8[], \(nodeLevel)::int2[], \(nodeHash)::bytea[])
-                RETURNING 1
-            )
-            SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM n)
-            """
-        let l = logger
-        let count = try await withDeadline(t, "appending \(entries.count) entries", onTimeout: { connection.closeNow() }) {
-            let rows = try await connection.query(query, logger: l)
-            var n: Int64 = -1
-            for try await (e, _) in rows.decode((Int64, Int64).self) { n = e }
-            return n
+        let statement = AppendStatement(epoch: Int64(epoch), idx: idx, kinds: kinds, types: types, statements: statements,
+                                        signatures: signatures, keyIDs: keyIDs, agents: agents, owners: owners,
+                                        requestIDs: requestIDs, fingerprints: fingerprints, leaves: leaves,
+                                        nodeLast: nodeLast, nodeLevel: nodeLevel, nodeHash: nodeHash)
+        // The deadline is a timer on the connection's event loop that closes the connection (which
+        // fails the query): no extra tasks on the hot path.
+        let timer = eventLoop.scheduleTask(in: .milliseconds(t.milliseconds)) { connection.closeNow() }
+        defer { timer.cancel() }
+        var count: Int64 = -1
+        do {
+            for try await (e, _) in try await connection.execute(statement, logger: logger) { count = e }
+        } catch {
+            if connection.isClosed {
+                throw LedgerError.unavailable("appending \(entries.count) entries: no answer from the database within \(t)", cause: error)
+            }
+            throw error
         }
         guard count == Int64(entries.count) else {
             throw LedgerError(.corrupt, "append wrote \(count) rows for \(entries.count) entries")
         }
         tree = range
         return first
+    }
+}
+
+/// The append of one batch: one statement (so one transaction), prepared once per connection.
+/// Entries are inserted in index order (the contiguity trigger sees the earlier rows of the same
+/// statement); the subtree hashes the batch completes are inserted by the same statement.
+struct AppendStatement: PostgresPreparedStatement {
+    static let sql = """
+        WITH e AS (
+            INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner,
+                                 request_id, fingerprint, epoch, leaf_hash)
+            SELECT u.idx, u.kind, u.ptype, u.stmt, u.sig, u.kid, u.agent, u.owner,
+                   nullif(u.rid, ''), nullif(u.fp, ''::bytea), $1, u.leaf
+            FROM unnest($2::int8[], $3::text[], $4::text[], $5::bytea[], $6::bytea[], $7::text[], $8::text[], $9::text[],
+                        $10::text[], $11::bytea[], $12::bytea[])
+                 AS u(idx, kind, ptype, stmt, sig, kid, agent, owner, rid, fp, leaf)
+            ORDER BY u.idx
+            RETURNING 1
+        ), n AS (
+            INSERT INTO merkle_nodes (last_leaf, level, hash)
+            SELECT * FROM unnest($13::int8[], $14::int2[], $15::bytea[])
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM n)
+        """
+    typealias Row = (Int64, Int64)
+
+    var epoch: Int64
+    var idx: [Int64], kinds: [String], types: [String], statements: [ByteBuffer], signatures: [ByteBuffer]
+    var keyIDs: [String], agents: [String], owners: [String], requestIDs: [String], fingerprints: [ByteBuffer], leaves: [ByteBuffer]
+    var nodeLast: [Int64], nodeLevel: [Int16], nodeHash: [ByteBuffer]
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 15)
+        b.append(epoch)
+        b.append(idx)
+        b.append(kinds)
+        b.append(types)
+        b.append(statements)
+        b.append(signatures)
+        b.append(keyIDs)
+        b.append(agents)
+        b.append(owners)
+        b.append(requestIDs)
+        b.append(fingerprints)
+        b.append(leaves)
+        b.append(nodeLast)
+        b.append(nodeLevel)
+        b.append(nodeHash)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {
+        try row.decode(Row.self)
     }
 }

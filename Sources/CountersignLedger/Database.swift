@@ -66,10 +66,12 @@ enum Database {
 
     /// Opens one connection, with a timeout, and sets the session up: synchronous commit on and
     /// a server-side statement timeout.
-    static func connect(_ settings: DatabaseSettings, _ role: DatabaseRole, timeout: Duration, logger: Logger) async throws -> PostgresConnection {
+    static func connect(_ settings: DatabaseSettings, _ role: DatabaseRole, timeout: Duration, logger: Logger,
+                        on eventLoop: (any EventLoop)? = nil) async throws -> PostgresConnection {
         let config = try connectionConfiguration(settings, role, connectTimeout: timeout)
         do {
-            let connection = try await PostgresConnection.connect(configuration: config, id: nextID(), logger: logger)
+            let loop = eventLoop ?? PostgresConnection.defaultEventLoopGroup.any()
+            let connection = try await PostgresConnection.connect(on: loop, configuration: config, id: nextID(), logger: logger)
             let ms = timeout.milliseconds * 2
             try await connection.query("SET synchronous_commit TO on", logger: logger)
             try await connection.query(PostgresQuery(unsafeSQL: "SET statement_timeout TO \(ms)"), logger: logger)

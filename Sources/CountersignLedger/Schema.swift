@@ -68,8 +68,9 @@ enum Schema {
             request_id text,
             fingerprint bytea,
             epoch bigint NOT NULL,
-            leaf_hash bytea NOT NULL CHECK (leaf_hash = sha256('\x00'::bytea || statement)),
-            created_at timestamptz NOT NULL DEFAULT now()
+            leaf_hash bytea NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            CONSTRAINT entries_leaf_hash_matches CHECK (leaf_hash = sha256('\x00'::bytea || statement))
         );
         CREATE INDEX entries_request_id ON entries (request_id, kind, idx DESC) WHERE request_id IS NOT NULL;
 

@@ -92,35 +92,41 @@ public struct TrustedKeys: Sendable {
     }
 }
 
-/// Reads which keys a key-event statement introduces.
+/// Reads which key a key-event statement introduces.
 ///
-/// - Important: Provisional until the key-event message of `proto/countersign/v1/custody.proto`
-///   is fixed: every length-delimited field of the statement (top level, and one level of nested
-///   messages) that is a valid P-256 or RSA DER SubjectPublicKeyInfo counts as a key the event
-///   names. A verifier trusts such a key only when the key-event statement itself is signed by a
-///   key it already trusts (see `countersign ledger verify`).
+/// The statement is a `KeyEventStatement` of `proto/countersign/v1/custody.proto`: a key
+/// transition (`kind` = `KEY_EVENT_KIND_KEY_TRANSITION` = 3) names the new key by its DER
+/// SubjectPublicKeyInfo (`new_spki_der` = 4) and key id (`new_key_id` = 3, which must match).
+/// A verifier trusts that key only when the key-event statement itself is signed by a key it
+/// already trusts (see `countersign ledger verify`); a transition is ledgered twice, once signed by
+/// each key, so the first of the two introduces the new key.
 public enum KeyEvents {
-    /// The keys a key-event statement names.
-    public static func introducedKeys(in statement: [UInt8]) -> [VerificationKey] {
-        var out: [VerificationKey] = []
-        scan(statement, depth: 0, into: &out)
-        var seen = Set<String>()
-        return out.filter { seen.insert($0.keyID).inserted }
-    }
+    /// `KeyEventStatement.kind` of a key transition.
+    public static let keyTransition: UInt64 = 3
 
-    private static func scan(_ bytes: [UInt8], depth: Int, into out: inout [VerificationKey]) {
-        guard var reader = try? ProtoReader(bytes) else { return }
+    /// The keys a key-event statement introduces: the new key of a key transition, or none.
+    public static func introducedKeys(in statement: [UInt8]) -> [VerificationKey] {
+        guard var reader = try? ProtoReader(statement) else { return [] }
+        var kind: UInt64 = 0
+        var newKeyID: String?
+        var spki: [UInt8]?
         while let field = try? reader.nextField() {
-            if field.wireType == .lengthDelimited {
-                guard let value = try? reader.readBytes(field.wireType) else { return }
-                if value.first == 0x30, let key = try? VerificationKey(spkiDER: value) {
-                    out.append(key)
-                } else if depth < 1 {
-                    scan(value, depth: depth + 1, into: &out)
-                }
-            } else {
-                guard (try? reader.skip(field.wireType)) != nil else { return }
+            switch (field.number, field.wireType) {
+            case (1, .varint):
+                guard let v = try? reader.readUInt64(field.wireType) else { return [] }
+                kind = v
+            case (3, .lengthDelimited):
+                guard let v = try? reader.readString(field.wireType) else { return [] }
+                newKeyID = v
+            case (4, .lengthDelimited):
+                guard let v = try? reader.readBytes(field.wireType) else { return [] }
+                spki = v
+            default:
+                guard (try? reader.skip(field.wireType)) != nil else { return [] }
             }
         }
+        guard kind == keyTransition, let spki, let key = try? VerificationKey(spkiDER: spki) else { return [] }
+        if let newKeyID, newKeyID != key.keyID { return [] }
+        return [key]
     }
 }

@@ -10,7 +10,7 @@ struct LedgerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ledger",
         abstract: "Migrate, verify, export and prove the tamper-evident ledger.",
-        subcommands: [Migrate.self, Verify.self, Export.self, Prove.self, CheckpointCommand.self]
+        subcommands: [Migrate.self, Verify.self, Export.self, Prove.self, CheckpointCommand.self, BenchLedger.self]
     )
 
     static func load(_ option: ConfigOption) throws -> CountersignConfiguration {
@@ -124,7 +124,7 @@ struct LedgerCommand: AsyncParsableCommand {
             let seconds = Date().timeIntervalSince(start)
             if let problem = report.problem {
                 print("FAILED at index \(problem.index): \(problem.message)")
-                print("checked \(report.entries) entries and \(report.checkpoints) checkpoints before it")
+                print("(the first problem found; \(report.checkpoints) checkpoints had verified before it; nothing after it was checked)")
                 throw ExitCode(1)
             }
             print("OK: \(report.entries) entries, \(report.checkpoints) checkpoints, \(report.storedNodes) stored subtree hashes verified")

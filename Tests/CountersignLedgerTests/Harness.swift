@@ -102,7 +102,7 @@ struct TestDatabase: Sendable {
         let ledger = try Ledger(database: settings, settings: ledgerSettings, signer: signer, logger: TestEnvironment.logger)
         let task = Task { await ledger.run() }
         defer { task.cancel() }
-        try await ledger.acquireLease(holder: holder, ttl: .seconds(60))
+        try await ledger.acquireLease(holder: holder, ttl: .seconds(900))
         return try await body(ledger)
     }
 }

@@ -3,30 +3,46 @@ import Testing
 @testable import CountersignLedger
 
 /// Pure tests of proof generation from stored complete subtrees, against the RFC definitions.
-@Suite struct ProofPlanTests {
+/// A reference RFC 6962 implementation straight from the recursive definitions (RFC 9162 §2.1),
+/// memoised per subtree, used to check generated proofs.
+final class ReferenceTree {
+    let leaves: [[UInt8]]
+    private var cache: [Int: [UInt8]] = [:]
+    init(_ leaves: [[UInt8]]) { self.leaves = leaves }
+
     static func k(_ n: Int) -> Int {
         var k = 1
         while k * 2 < n { k *= 2 }
         return k
     }
-    static func mth(_ d: ArraySlice<[UInt8]>) -> [UInt8] {
-        if d.count == 1 { return d[d.startIndex] }
-        let s = k(d.count)
-        return Merkle.nodeHash(mth(d.prefix(s)), mth(d.dropFirst(s)))
+    func mth(_ lo: Int, _ hi: Int) -> [UInt8] {
+        if hi == lo { return Merkle.emptyRoot }
+        if hi - lo == 1 { return leaves[lo] }
+        let key = lo &* 1_000_003 &+ hi
+        if let h = cache[key] { return h }
+        let s = Self.k(hi - lo)
+        let h = Merkle.nodeHash(mth(lo, lo + s), mth(lo + s, hi))
+        cache[key] = h
+        return h
     }
-    static func path(_ m: Int, _ d: ArraySlice<[UInt8]>) -> [[UInt8]] {
-        if d.count <= 1 { return [] }
-        let s = k(d.count)
-        if m < s { return path(m, d.prefix(s)) + [mth(d.dropFirst(s))] }
-        return path(m - s, d.dropFirst(s)) + [mth(d.prefix(s))]
+    func root(_ n: Int) -> [UInt8] { mth(0, n) }
+    func path(_ m: Int, _ n: Int) -> [[UInt8]] { path(m, 0, n) }
+    private func path(_ m: Int, _ lo: Int, _ hi: Int) -> [[UInt8]] {
+        if hi - lo <= 1 { return [] }
+        let s = Self.k(hi - lo)
+        if m < s { return path(m, lo, lo + s) + [mth(lo + s, hi)] }
+        return path(m - s, lo + s, hi) + [mth(lo, lo + s)]
     }
-    static func subproof(_ m: Int, _ d: ArraySlice<[UInt8]>, _ b: Bool) -> [[UInt8]] {
-        if m == d.count { return b ? [] : [mth(d)] }
-        let s = k(d.count)
-        if m <= s { return subproof(m, d.prefix(s), b) + [mth(d.dropFirst(s))] }
-        return subproof(m - s, d.dropFirst(s), false) + [mth(d.prefix(s))]
+    func consistency(_ m: Int, _ n: Int) -> [[UInt8]] { subproof(m, 0, n, true) }
+    private func subproof(_ m: Int, _ lo: Int, _ hi: Int, _ b: Bool) -> [[UInt8]] {
+        if m == hi - lo { return b ? [] : [mth(lo, hi)] }
+        let s = Self.k(hi - lo)
+        if m <= s { return subproof(m, lo, lo + s, b) + [mth(lo + s, hi)] }
+        return subproof(m - s, lo + s, hi, false) + [mth(lo, lo + s)]
     }
+}
 
+@Suite struct ProofPlanTests {
     /// An in-memory store of every complete subtree, as the database keeps them.
     struct Store {
         var nodes: [Subtree: [UInt8]] = [:]
@@ -46,18 +62,19 @@ import Testing
             store.append(l)
             roots.append(store.range.root)
         }
+        let ref = ReferenceTree(leaves)
         for n in 1...300 {
-            #expect(roots[n] == Self.mth(leaves.prefix(n)))
+            #expect(roots[n] == ref.root(n))
             for m in 0..<n {
                 let plan = ProofPlan.inclusion(index: UInt64(m), treeSize: UInt64(n))
                 let proof = plan.hashes { store.nodes[$0]! }
-                #expect(proof == Self.path(m, leaves.prefix(n)))
+                #expect(proof == ref.path(m, n))
                 try Merkle.verifyInclusion(leafHash: leaves[m], index: UInt64(m), treeSize: UInt64(n), proof: proof, root: roots[n])
             }
             for m in 1...n {
                 let plan = ProofPlan.consistency(first: UInt64(m), second: UInt64(n))
                 let proof = plan.hashes { store.nodes[$0]! }
-                #expect(proof == Self.subproof(m, leaves.prefix(n), true))
+                #expect(proof == ref.consistency(m, n))
                 try Merkle.verifyConsistency(firstSize: UInt64(m), secondSize: UInt64(n), firstRoot: roots[m], secondRoot: roots[n], proof: proof)
             }
         }

@@ -28,19 +28,19 @@ import Testing
         return [
             Case(name: "change a statement byte (leaf hash recomputed)",
                  sql: """
-                    UPDATE entries SET statement = overlay(statement placing '\\xff'::bytea from 3 for 1) WHERE idx = 20;
-                    UPDATE entries SET leaf_hash = sha256('\\x00'::bytea || statement) WHERE idx = 20
+                    UPDATE entries SET statement = overlay(statement placing '\\xff'::bytea from 3 for 1),
+                                       leaf_hash = sha256('\\x00'::bytea || overlay(statement placing '\\xff'::bytea from 3 for 1)) WHERE idx = 20
                     """,
                  expectedIndex: 20),
             Case(name: "change a statement byte (check constraint dropped)",
                  sql: """
-                    ALTER TABLE entries DROP CONSTRAINT entries_leaf_hash_check;
+                    ALTER TABLE entries DROP CONSTRAINT entries_leaf_hash_matches;
                     UPDATE entries SET statement = overlay(statement placing '\\xff'::bytea from 3 for 1) WHERE idx = 20
                     """,
                  expectedIndex: 20),
             Case(name: "change a stored leaf hash",
                  sql: """
-                    ALTER TABLE entries DROP CONSTRAINT entries_leaf_hash_check;
+                    ALTER TABLE entries DROP CONSTRAINT entries_leaf_hash_matches;
                     UPDATE entries SET leaf_hash = sha256('\\x00'::bytea || 'x'::bytea) WHERE idx = 33
                     """,
                  expectedIndex: 33),

@@ -44,16 +44,21 @@ import Testing
         }
     }
 
-    @Test func keyEventsNameTheirKeys() throws {
+    @Test func keyTransitionsNameTheirNewKey() throws {
         let next = P256.Signing.PrivateKey()
         let spki = Array(next.publicKey.derRepresentation)
-        // field 1: a string; field 2: a nested message holding the SPKI in its field 3.
-        var nested: [UInt8] = [0x1A, UInt8(spki.count)] + spki
-        nested = [0x08, 0x01] + nested
-        var statement: [UInt8] = [0x0A, 0x03] + Array("abc".utf8)
-        statement += [0x12, UInt8(nested.count)] + nested
-        let keys = KeyEvents.introducedKeys(in: statement)
-        #expect(keys.map(\.keyID) == [KeyID.of(spkiDER: spki)])
+        let id = KeyID.of(spkiDER: spki)
+        func statement(kind: UInt8, keyID: String) -> [UInt8] {
+            // KeyEventStatement: kind = 1 (varint), old_key_id = 2, new_key_id = 3, new_spki_der = 4.
+            var s: [UInt8] = [0x08, kind]
+            s += [0x12, 0x03] + Array("old".utf8)
+            s += [0x1A, UInt8(keyID.utf8.count)] + Array(keyID.utf8)
+            s += [0x22, UInt8(spki.count)] + spki
+            return s
+        }
+        #expect(KeyEvents.introducedKeys(in: statement(kind: 3, keyID: id)).map(\.keyID) == [id])
+        #expect(KeyEvents.introducedKeys(in: statement(kind: 2, keyID: id)).isEmpty)        // a proposal
+        #expect(KeyEvents.introducedKeys(in: statement(kind: 3, keyID: String(repeating: "0", count: 64))).isEmpty)  // id mismatch
         #expect(KeyEvents.introducedKeys(in: [0xFF, 0xFF]).isEmpty)
     }
 }

@@ -3,30 +3,41 @@ import Testing
 @testable import CountersignVerify
 
 /// A reference RFC 6962 implementation straight from the recursive definitions (RFC 9162 §2.1),
-/// used to generate proofs that the verification functions must accept.
-enum Reference {
+/// memoised per subtree, used to check generated proofs.
+final class ReferenceTree {
+    let leaves: [[UInt8]]
+    private var cache: [Int: [UInt8]] = [:]
+    init(_ leaves: [[UInt8]]) { self.leaves = leaves }
+
     static func k(_ n: Int) -> Int {
         var k = 1
         while k * 2 < n { k *= 2 }
         return k
     }
-    static func mth(_ d: ArraySlice<[UInt8]>) -> [UInt8] {
-        if d.isEmpty { return Merkle.emptyRoot }
-        if d.count == 1 { return d[d.startIndex] }
-        let s = k(d.count)
-        return Merkle.nodeHash(mth(d.prefix(s)), mth(d.dropFirst(s)))
+    func mth(_ lo: Int, _ hi: Int) -> [UInt8] {
+        if hi == lo { return Merkle.emptyRoot }
+        if hi - lo == 1 { return leaves[lo] }
+        let key = lo &* 1_000_003 &+ hi
+        if let h = cache[key] { return h }
+        let s = Self.k(hi - lo)
+        let h = Merkle.nodeHash(mth(lo, lo + s), mth(lo + s, hi))
+        cache[key] = h
+        return h
     }
-    static func path(_ m: Int, _ d: ArraySlice<[UInt8]>) -> [[UInt8]] {
-        if d.count <= 1 { return [] }
-        let s = k(d.count)
-        if m < s { return path(m, d.prefix(s)) + [mth(d.dropFirst(s))] }
-        return path(m - s, d.dropFirst(s)) + [mth(d.prefix(s))]
+    func root(_ n: Int) -> [UInt8] { mth(0, n) }
+    func path(_ m: Int, _ n: Int) -> [[UInt8]] { path(m, 0, n) }
+    private func path(_ m: Int, _ lo: Int, _ hi: Int) -> [[UInt8]] {
+        if hi - lo <= 1 { return [] }
+        let s = Self.k(hi - lo)
+        if m < s { return path(m, lo, lo + s) + [mth(lo + s, hi)] }
+        return path(m - s, lo + s, hi) + [mth(lo, lo + s)]
     }
-    static func subproof(_ m: Int, _ d: ArraySlice<[UInt8]>, _ b: Bool) -> [[UInt8]] {
-        if m == d.count { return b ? [] : [mth(d)] }
-        let s = k(d.count)
-        if m <= s { return subproof(m, d.prefix(s), b) + [mth(d.dropFirst(s))] }
-        return subproof(m - s, d.dropFirst(s), false) + [mth(d.prefix(s))]
+    func consistency(_ m: Int, _ n: Int) -> [[UInt8]] { subproof(m, 0, n, true) }
+    private func subproof(_ m: Int, _ lo: Int, _ hi: Int, _ b: Bool) -> [[UInt8]] {
+        if m == hi - lo { return b ? [] : [mth(lo, hi)] }
+        let s = Self.k(hi - lo)
+        if m <= s { return subproof(m, lo, lo + s, b) + [mth(lo + s, hi)] }
+        return subproof(m - s, lo + s, hi, false) + [mth(lo, lo + s)]
     }
 }
 
@@ -79,7 +90,7 @@ func hex(_ s: String) -> [UInt8] { Hex.decode(s)! }
     @Test(arguments: inclusionVectors) func inclusionVectorsVerify(v: InclusionVector) throws {
         let root = hex(Self.roots[Int(v.size) - 1])
         try Merkle.verifyInclusion(leafHash: Self.leafHashes[Int(v.index)], index: v.index, treeSize: v.size, proof: v.proof.map(hex), root: root)
-        #expect(Reference.path(Int(v.index), Self.leafHashes.prefix(Int(v.size))).map { Hex.encode($0) } == v.proof)
+        #expect(ReferenceTree(Self.leafHashes).path(Int(v.index), Int(v.size)).map { Hex.encode($0) } == v.proof)
     }
 
     struct ConsistencyVector: Sendable, CustomTestStringConvertible {
@@ -112,31 +123,31 @@ func hex(_ s: String) -> [UInt8] { Hex.decode(s)! }
     /// of the reference verifies, every consistency proof verifies, and a flipped bit fails.
     @Test func allProofsUpTo300() throws {
         let hashes = Self.randomLeaves(300)
+        let ref = ReferenceTree(hashes)
         var roots: [[UInt8]] = [Merkle.emptyRoot]
         var range = CompactRange()
         for n in 1...300 {
             range.append(leafHash: hashes[n - 1])
-            let root = Reference.mth(hashes.prefix(n))
+            let root = ref.root(n)
             #expect(range.root == root)
             roots.append(root)
         }
         for n in 1...300 {
             for m in 0..<n {
-                let proof = Reference.path(m, hashes.prefix(n))
-                try Merkle.verifyInclusion(leafHash: hashes[m], index: UInt64(m), treeSize: UInt64(n), proof: proof, root: roots[n])
+                try Merkle.verifyInclusion(leafHash: hashes[m], index: UInt64(m), treeSize: UInt64(n), proof: ref.path(m, n), root: roots[n])
             }
             for m in 1...n {
-                let proof = Reference.subproof(m, hashes.prefix(n), true)
-                try Merkle.verifyConsistency(firstSize: UInt64(m), secondSize: UInt64(n), firstRoot: roots[m], secondRoot: roots[n], proof: proof)
+                try Merkle.verifyConsistency(firstSize: UInt64(m), secondSize: UInt64(n), firstRoot: roots[m], secondRoot: roots[n], proof: ref.consistency(m, n))
             }
         }
     }
 
-    @Test func tamperedProofsFail() {
+    @Test func tamperedProofsFail() throws {
         let hashes = Self.randomLeaves(37)
-        let root = Reference.mth(hashes[...])
+        let ref = ReferenceTree(hashes)
+        let root = ref.root(37)
         for m in [0, 5, 31, 36] {
-            var proof = Reference.path(m, hashes[...])
+            var proof = ref.path(m, 37)
             #expect(throws: VerificationError.self) {
                 try Merkle.verifyInclusion(leafHash: hashes[m], index: UInt64(m) + 1, treeSize: 37, proof: proof, root: root)
             }
@@ -148,9 +159,9 @@ func hex(_ s: String) -> [UInt8] { Hex.decode(s)! }
                 try Merkle.verifyInclusion(leafHash: hashes[m], index: UInt64(m), treeSize: 37, proof: proof, root: root)
             }
         }
-        let r20 = Reference.mth(hashes.prefix(20))
-        var cproof = Reference.subproof(20, hashes[...], true)
-        try? Merkle.verifyConsistency(firstSize: 20, secondSize: 37, firstRoot: r20, secondRoot: root, proof: cproof)
+        let r20 = ref.root(20)
+        var cproof = ref.consistency(20, 37)
+        try Merkle.verifyConsistency(firstSize: 20, secondSize: 37, firstRoot: r20, secondRoot: root, proof: cproof)
         cproof[1][3] ^= 0x80
         #expect(throws: VerificationError.self) {
             try Merkle.verifyConsistency(firstSize: 20, secondSize: 37, firstRoot: r20, secondRoot: root, proof: cproof)
@@ -162,17 +173,17 @@ func hex(_ s: String) -> [UInt8] { Hex.decode(s)! }
 
     @Test(arguments: [1000, 4097, 12345]) func randomLargerTrees(size: Int) throws {
         let hashes = Self.randomLeaves(size)
+        let ref = ReferenceTree(hashes)
         var range = CompactRange()
         for h in hashes { range.append(leafHash: h) }
         let root = range.root
-        #expect(root == Reference.mth(hashes[...]))
+        #expect(root == ref.root(size))
         for _ in 0..<40 {
             let m = Int.random(in: 0..<size)
-            try Merkle.verifyInclusion(leafHash: hashes[m], index: UInt64(m), treeSize: UInt64(size),
-                                       proof: Reference.path(m, hashes[...]), root: root)
+            try Merkle.verifyInclusion(leafHash: hashes[m], index: UInt64(m), treeSize: UInt64(size), proof: ref.path(m, size), root: root)
             let f = Int.random(in: 1...size)
-            try Merkle.verifyConsistency(firstSize: UInt64(f), secondSize: UInt64(size), firstRoot: Reference.mth(hashes.prefix(f)),
-                                         secondRoot: root, proof: Reference.subproof(f, hashes[...], true))
+            try Merkle.verifyConsistency(firstSize: UInt64(f), secondSize: UInt64(size), firstRoot: ref.root(f),
+                                         secondRoot: root, proof: ref.consistency(f, size))
         }
     }
 
@@ -185,7 +196,7 @@ func hex(_ s: String) -> [UInt8] { Hex.decode(s)! }
         range.append(leafHash: h[2])
         let c3 = range.append(leafHash: h[3])
         #expect(c3.map(\.level) == [1, 2] && c3.map(\.index) == [1, 0])
-        #expect(c3[1].hash == Reference.mth(h.prefix(4)))
+        #expect(c3[1].hash == ReferenceTree(h).root(4))
         let rebuilt = try CompactRange(size: 4, subtreeHashes: [c3[1].hash])
         #expect(rebuilt.root == range.root)
         #expect(CompactRange.subtrees(ofSize: 13).map(\.level) == [3, 2, 0])
