@@ -203,7 +203,8 @@ let package = Package(
         ),
         .testTarget(
             name: "CountersignLedgerTests",
-            dependencies: ["CountersignLedger", "CountersignVerify", "CountersignSigner", .product(name: "PostgresNIO", package: "postgres-nio")],
+            dependencies: ["CountersignLedger", "CountersignVerify", "CountersignSigner", "CountersignTestSupport",
+                           .product(name: "PostgresNIO", package: "postgres-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,3 +1,4 @@
+import CountersignTestSupport
 import CountersignConfig
 import CountersignVerify
 import Foundation

@@ -1,3 +1,4 @@
+import CountersignTestSupport
 import CountersignVerify
 import Testing
 @testable import CountersignLedger

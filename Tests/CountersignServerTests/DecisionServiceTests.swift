@@ -116,52 +116,6 @@ import Testing
         }
     }
 
-    /// Take the token away mid-run: the signer reports it (UNAVAILABLE, never an unsigned or
-    /// unledgered approval), and when the token is back, decisions resume without a restart.
-    /// (SoftHSM keeps a logged-in token's keys in memory, so the signer may recover before the
-    /// folder returns; every approval it then gives must still be signed and ledgered.)
-    @Test func theTokenGoingAwayNeverYieldsAnUnsignedOrUnledgeredApproval() async throws {
-        try await DecisionStack.with { stack in
-            let client = try await stack.server.client("orchestrator")
-            let honest = try #require(try Self.scenarios().first { $0.name.contains("honest") })
-            let keys: ListKeysResponse = try await client.call(Method.auditListKeys, ListKeysRequest())
-            let verifiers = try Dictionary(uniqueKeysWithValues: keys.keys.map { ($0.keyID, try VerificationKey(spkiDER: $0.spkiDER)) })
-            let folder = TestTokens.shared.folderPath("cs-test-server")
-            let away = folder + ".away"
-            try FileManager.default.moveItem(atPath: folder, toPath: away)
-            var unavailable = 0
-            for i in 0..<20 {
-                var request = honest.request
-                request.requestID = "token-gone-\(i)"
-                do {
-                    let d = try await client.verifyPlan(request)
-                    let key = try #require(verifiers[d.keyID])
-                    #expect(key.verifies(signature: d.signature, payloadType: d.payloadType, payload: d.statement))
-                    let row = try await stack.ledger.entry(at: d.ledgerIndex)
-                    #expect(row.statement.payload == d.statement && row.requestID == request.requestID)
-                } catch let status as Status {
-                    #expect(status.code == .unavailable, "\(status)")
-                    unavailable += 1
-                }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            #expect(unavailable > 0, "the signer must notice the token going away")
-            try FileManager.default.moveItem(atPath: away, toPath: folder)
-            #expect(await stack.signer.waitUntilAvailable(timeoutSeconds: 10).isAvailable)
-            // Orchestrators retry UNAVAILABLE; within a few seconds the decision must come through.
-            var request = honest.request
-            request.requestID = "token-back"
-            var verdict: CountersignWire.Verdict?
-            for _ in 0..<50 where verdict == nil {
-                do { verdict = try await client.verifyPlan(request).verdict } catch let s as Status where s.code == .unavailable {
-                    try await Task.sleep(for: .milliseconds(100))
-                }
-            }
-            #expect(verdict == .approved)
-            await client.close()
-        }
-    }
-
     @Test func noApprovalWhenTheDatabaseIsUnreachable() async throws {
         // A ledger pointed at a socket where no database listens: every decision is UNAVAILABLE.
         let signer = try TestTokens.shared.signer("cs-test-server")
@@ -258,4 +212,55 @@ import Testing
             await client.close()
         }
     }
+}
+
+/// Breaks the test token on purpose. SoftHSM is one module per process and the signer
+/// re-initialises it to recover, so scripts/test runs this suite in a process of its own.
+@Suite(.serialized) struct TokenOutageTests {
+    /// Take the token away mid-run: the signer reports it (UNAVAILABLE, never an unsigned or
+    /// unledgered approval), and when the token is back, decisions resume without a restart.
+    /// (SoftHSM keeps a logged-in token's keys in memory, so the signer may recover before the
+    /// folder returns; every approval it then gives must still be signed and ledgered.)
+    @Test func theTokenGoingAwayNeverYieldsAnUnsignedOrUnledgeredApproval() async throws {
+        try await DecisionStack.with { stack in
+            let client = try await stack.server.client("orchestrator")
+            let honest = try #require(try DecisionServiceTests.scenarios().first { $0.name.contains("honest") })
+            let keys: ListKeysResponse = try await client.call(Method.auditListKeys, ListKeysRequest())
+            let verifiers = try Dictionary(uniqueKeysWithValues: keys.keys.map { ($0.keyID, try VerificationKey(spkiDER: $0.spkiDER)) })
+            let folder = TestTokens.shared.folderPath("cs-test-server")
+            let away = folder + ".away"
+            try FileManager.default.moveItem(atPath: folder, toPath: away)
+            var unavailable = 0
+            for i in 0..<20 {
+                var request = honest.request
+                request.requestID = "token-gone-\(i)"
+                do {
+                    let d = try await client.verifyPlan(request)
+                    let key = try #require(verifiers[d.keyID])
+                    #expect(key.verifies(signature: d.signature, payloadType: d.payloadType, payload: d.statement))
+                    let row = try await stack.ledger.entry(at: d.ledgerIndex)
+                    #expect(row.statement.payload == d.statement && row.requestID == request.requestID)
+                } catch let status as Status {
+                    #expect(status.code == .unavailable, "\(status)")
+                    unavailable += 1
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(unavailable > 0, "the signer must notice the token going away")
+            try FileManager.default.moveItem(atPath: away, toPath: folder)
+            #expect(await stack.signer.waitUntilAvailable(timeoutSeconds: 10).isAvailable)
+            // Orchestrators retry UNAVAILABLE; within a few seconds the decision must come through.
+            var request = honest.request
+            request.requestID = "token-back"
+            var verdict: CountersignWire.Verdict?
+            for _ in 0..<50 where verdict == nil {
+                do { verdict = try await client.verifyPlan(request).verdict } catch let s as Status where s.code == .unavailable {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            #expect(verdict == .approved)
+            await client.close()
+        }
+    }
+
 }
