@@ -193,7 +193,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CountersignVerifyTests",
-            dependencies: ["CountersignVerify", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CountersignVerify", "CountersignTestSupport", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

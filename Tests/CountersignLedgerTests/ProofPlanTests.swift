@@ -4,45 +4,6 @@ import Testing
 @testable import CountersignLedger
 
 /// Pure tests of proof generation from stored complete subtrees, against the RFC definitions.
-/// A reference RFC 6962 implementation straight from the recursive definitions (RFC 9162 §2.1),
-/// memoised per subtree, used to check generated proofs.
-final class ReferenceTree {
-    let leaves: [[UInt8]]
-    private var cache: [Int: [UInt8]] = [:]
-    init(_ leaves: [[UInt8]]) { self.leaves = leaves }
-
-    static func k(_ n: Int) -> Int {
-        var k = 1
-        while k * 2 < n { k *= 2 }
-        return k
-    }
-    func mth(_ lo: Int, _ hi: Int) -> [UInt8] {
-        if hi == lo { return Merkle.emptyRoot }
-        if hi - lo == 1 { return leaves[lo] }
-        let key = lo &* 1_000_003 &+ hi
-        if let h = cache[key] { return h }
-        let s = Self.k(hi - lo)
-        let h = Merkle.nodeHash(mth(lo, lo + s), mth(lo + s, hi))
-        cache[key] = h
-        return h
-    }
-    func root(_ n: Int) -> [UInt8] { mth(0, n) }
-    func path(_ m: Int, _ n: Int) -> [[UInt8]] { path(m, 0, n) }
-    private func path(_ m: Int, _ lo: Int, _ hi: Int) -> [[UInt8]] {
-        if hi - lo <= 1 { return [] }
-        let s = Self.k(hi - lo)
-        if m < s { return path(m, lo, lo + s) + [mth(lo + s, hi)] }
-        return path(m - s, lo + s, hi) + [mth(lo, lo + s)]
-    }
-    func consistency(_ m: Int, _ n: Int) -> [[UInt8]] { subproof(m, 0, n, true) }
-    private func subproof(_ m: Int, _ lo: Int, _ hi: Int, _ b: Bool) -> [[UInt8]] {
-        if m == hi - lo { return b ? [] : [mth(lo, hi)] }
-        let s = Self.k(hi - lo)
-        if m <= s { return subproof(m, lo, lo + s, b) + [mth(lo + s, hi)] }
-        return subproof(m - s, lo + s, hi, false) + [mth(lo, lo + s)]
-    }
-}
-
 @Suite struct ProofPlanTests {
     /// An in-memory store of every complete subtree, as the database keeps them.
     struct Store {
