@@ -94,44 +94,157 @@ enum AttributeState: Hashable {
 
 /// One resource change, normalised from any input format.
 public struct ResourceChange: Sendable, Hashable {
+    // The fields live in one copy-on-write box: evaluation passes changes around by value, and a
+    // copy is then one retain instead of one per field (it was a quarter of the time of a large plan).
+    final class Storage: @unchecked Sendable {
+        var address: String
+        var module: String?
+        var type: String
+        var name: String
+        var index: String?
+        var deposed: String?
+        var mode: String
+        var provider: String
+        var actions: [ResourceAction]
+        var region: String?
+        var tags: [String: String]
+        var carriesTags: Bool
+        var isAdditionalAction: Bool
+        var count: Int
+        var contextNames: [String]
+        let values: Values
+
+        init(address: String, module: String?, type: String, name: String, index: String?, deposed: String?, mode: String, provider: String, actions: [ResourceAction], region: String?, tags: [String: String], carriesTags: Bool, isAdditionalAction: Bool, count: Int, contextNames: [String], values: Values) {
+            self.address = address
+            self.module = module
+            self.type = type
+            self.name = name
+            self.index = index
+            self.deposed = deposed
+            self.mode = mode
+            self.provider = provider
+            self.actions = actions
+            self.region = region
+            self.tags = tags
+            self.carriesTags = carriesTags
+            self.isAdditionalAction = isAdditionalAction
+            self.count = count
+            self.contextNames = contextNames
+            self.values = values
+        }
+
+        func copy() -> Storage {
+            Storage(address: address, module: module, type: type, name: name, index: index, deposed: deposed, mode: mode, provider: provider, actions: actions, region: region, tags: tags, carriesTags: carriesTags, isAdditionalAction: isAdditionalAction, count: count, contextNames: contextNames, values: values)
+        }
+    }
+
+    private var storage: Storage
+
+    private mutating func mutableStorage() -> Storage {
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+        return storage
+    }
+
+    public static func == (a: ResourceChange, b: ResourceChange) -> Bool {
+        if a.storage === b.storage { return true }
+        let x = a.storage, y = b.storage
+        return x.address == y.address && x.module == y.module && x.type == y.type && x.name == y.name
+            && x.index == y.index && x.deposed == y.deposed && x.mode == y.mode && x.provider == y.provider
+            && x.actions == y.actions && x.region == y.region && x.tags == y.tags && x.carriesTags == y.carriesTags
+            && x.isAdditionalAction == y.isAdditionalAction && x.count == y.count && x.contextNames == y.contextNames
+            && x.values == y.values
+    }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(storage.address)
+        h.combine(storage.actions)
+        h.combine(storage.values)
+    }
+
     /// Full address, such as `module.net.aws_security_group.web[0]`, or a change-set name.
-    public var address: String
+    public var address: String {
+        get { storage.address }
+        set { mutableStorage().address = newValue }
+    }
     /// Module address (`module.net`), or nil for the root module.
-    public var module: String?
+    public var module: String? {
+        get { storage.module }
+        set { mutableStorage().module = newValue }
+    }
     /// Resource type, such as `aws_db_instance` (change sets: a type guessed from the key).
-    public var type: String
+    public var type: String {
+        get { storage.type }
+        set { mutableStorage().type = newValue }
+    }
     /// Resource name within its module.
-    public var name: String
+    public var name: String {
+        get { storage.name }
+        set { mutableStorage().name = newValue }
+    }
     /// The instance key (`0`, `"eu"`), rendered as text, if any.
-    public var index: String?
+    public var index: String? {
+        get { storage.index }
+        set { mutableStorage().index = newValue }
+    }
     /// The deposed object key, if this change is to a deposed object.
-    public var deposed: String?
+    public var deposed: String? {
+        get { storage.deposed }
+        set { mutableStorage().deposed = newValue }
+    }
     /// `managed` (data-source reads are dropped while normalising).
-    public var mode: String
+    public var mode: String {
+        get { storage.mode }
+        set { mutableStorage().mode = newValue }
+    }
     /// Provider name, such as `registry.terraform.io/hashicorp/aws`.
-    public var provider: String
+    public var provider: String {
+        get { storage.provider }
+        set { mutableStorage().provider = newValue }
+    }
     /// The actions, in plan order (`["delete","create"]` is a replace).
-    public var actions: [ResourceAction]
+    public var actions: [ResourceAction] {
+        get { storage.actions }
+        set { mutableStorage().actions = newValue }
+    }
+    /// The region the resource lives in, when the plan shows it.
+    public var region: String? {
+        get { storage.region }
+        set { mutableStorage().region = newValue }
+    }
+    /// Tags after the change (before the change for deletions), including provider default tags
+    /// when the plan shows them.
+    public var tags: [String: String] {
+        get { storage.tags }
+        set { mutableStorage().tags = newValue }
+    }
+    /// True when the resource has a `tags` attribute at all (it "carries tags").
+    public var carriesTags: Bool {
+        get { storage.carriesTags }
+        set { mutableStorage().carriesTags = newValue }
+    }
+    /// Change sets only: this change came from `additional_actions`, outside the main action.
+    public var isAdditionalAction: Bool {
+        get { storage.isAdditionalAction }
+        set { mutableStorage().isAdditionalAction = newValue }
+    }
+    /// Change sets only: how many of this resource are created (`g5.xlarge x4` → 4).
+    public var count: Int {
+        get { storage.count }
+        set { mutableStorage().count = newValue }
+    }
+    /// Other names that describe the resource (segment names, identifiers) for classification.
+    var contextNames: [String] {
+        get { storage.contextNames }
+        set { mutableStorage().contextNames = newValue }
+    }
     /// Attribute paths whose value after the change is unknown until apply (sorted).
     public var unknownPaths: [String] { TerraformPlanReader.markedPaths(afterUnknown) }
     /// Attribute paths marked sensitive before or after the change (sorted).
     public var sensitivePaths: [String] {
         Array(Set(TerraformPlanReader.markedPaths(beforeSensitive) + TerraformPlanReader.markedPaths(afterSensitive))).sorted()
     }
-    /// The region the resource lives in, when the plan shows it.
-    public var region: String?
-    /// Tags after the change (before the change for deletions), including provider default tags
-    /// when the plan shows them.
-    public var tags: [String: String]
-    /// True when the resource has a `tags` attribute at all (it "carries tags").
-    public var carriesTags: Bool
-    /// Change sets only: this change came from `additional_actions`, outside the main action.
-    public var isAdditionalAction: Bool
-    /// Change sets only: how many of this resource are created (`g5.xlarge x4` → 4).
-    public var count: Int
-
     /// The raw values, boxed so that copying a change is cheap.
-    let values: Values
+    var values: Values { storage.values }
     var before: JSONValue? { values.before }
     var after: JSONValue? { values.after }
     var afterUnknown: JSONValue? { values.afterUnknown }
@@ -162,26 +275,13 @@ public struct ResourceChange: Sendable, Hashable {
          mode: String, provider: String, actions: [ResourceAction], region: String?, tags: [String: String],
          carriesTags: Bool, isAdditionalAction: Bool, count: Int, before: JSONValue?, after: JSONValue?,
          afterUnknown: JSONValue?, beforeSensitive: JSONValue?, afterSensitive: JSONValue?, contextNames: [String]) {
-        self.address = address
-        self.module = module
-        self.type = type
-        self.name = name
-        self.index = index
-        self.deposed = deposed
-        self.mode = mode
-        self.provider = provider
-        self.actions = actions
-        self.region = region
-        self.tags = tags
-        self.carriesTags = carriesTags
-        self.isAdditionalAction = isAdditionalAction
-        self.count = count
-        self.values = Values(before, after, afterUnknown, beforeSensitive, afterSensitive)
-        self.contextNames = contextNames
+        storage = Storage(address: address, module: module, type: type, name: name, index: index, deposed: deposed,
+                          mode: mode, provider: provider, actions: actions, region: region, tags: tags,
+                          carriesTags: carriesTags, isAdditionalAction: isAdditionalAction, count: count,
+                          contextNames: contextNames,
+                          values: Values(before, after, afterUnknown, beforeSensitive, afterSensitive))
     }
 
-    /// Other names that describe the resource (segment names, identifiers) for classification.
-    var contextNames: [String]
 
     /// True for a replace (both delete and create).
     public var isReplace: Bool { actions.contains(.delete) && actions.contains(.create) }
