@@ -20,6 +20,8 @@ public struct DecisionService: Sendable {
     let ledger: Ledger
     let now: @Sendable () -> Int64
     let logger: Logger
+    /// One decision at a time per request id, so that concurrent retries cannot decide twice.
+    let gate = RequestGate()
 
     /// Longest request id accepted.
     static let maxRequestIDLength = 200
@@ -100,55 +102,62 @@ public struct DecisionService: Sendable {
         let format = try PlanFormat(wireName: request.planFormat)
         let fingerprint = Self.fingerprint(request)
 
-        // Idempotency: the same request again returns the stored decision, byte for byte.
-        if let stored = try await ledger.latest(kind: .decision, requestID: request.requestID) {
-            guard stored.fingerprint == fingerprint else {
-                throw Status(.alreadyExists, "request_id '\(request.requestID)' was decided for a different request; use a new request_id")
+        return try await gate.exclusive(request.requestID) {
+            // Idempotency: the same request again returns the stored decision, byte for byte.
+            if let stored = try await ledger.latest(kind: .decision, requestID: request.requestID) {
+                guard stored.fingerprint == fingerprint else {
+                    throw Status(.alreadyExists, "request_id '\(request.requestID)' was decided for a different request; use a new request_id")
+                }
+                return try Self.reply(from: stored)
             }
-            return try Self.reply(from: stored)
+
+            let policyStarted = ContinuousClock.now
+            let evaluation = try engine.evaluate(EvaluationRequest(
+                requestID: request.requestID, userRequest: request.userRequest, owner: request.owner, plan: request.plan,
+                planFormat: format, changeTicket: request.changeTicket.isEmpty ? nil : request.changeTicket,
+                infracost: request.infracost.isEmpty ? nil : request.infracost))
+
+            DecisionMetrics.policy.record(duration: ContinuousClock.now - policyStarted)
+            var statement = DecisionStatement()
+            statement.requestID = request.requestID
+            statement.planSHA256 = evaluation.planSHA256
+            statement.userRequestSHA256 = evaluation.userRequestSHA256
+            statement.policySHA256 = evaluation.policySHA256
+            statement.verdict = CountersignWire.Verdict(policy: evaluation.verdict)
+            statement.agent = context.principal.id
+            statement.owner = request.owner
+            statement.keyID = try await signer.activeKeyID
+            statement.decidedAtUnixMs = now()
+            statement.rules = evaluation.findings.map(\.rule)
+            statement.cannotOverride = evaluation.cannotOverride
+            statement.changeTicket = request.changeTicket
+            statement.planFormat = format.rawValue
+            statement.findings = evaluation.findings.map(CountersignWire.Finding.init(policy:))
+            statement.summary = evaluation.summary
+            statement.planned = evaluation.plannedChanges.map { CountersignWire.PlannedChange(address: $0.address, action: $0.action) }
+
+            let signStarted = ContinuousClock.now
+            let signed = try await signer.sign(payloadType: PayloadType.decision, payload: statement.protobufBytes())
+            guard signed.keyID == statement.keyID else {
+                // A rotation landed between reading the active key and signing: the statement would
+                // name another key than the one that signed it. Nothing is ledgered; the caller retries.
+                throw Status(.unavailable, "the signing key rotated during the decision; retry")
+            }
+            let appendStarted = ContinuousClock.now
+            DecisionMetrics.sign.record(duration: appendStarted - signStarted)
+            let index = try await ledger.append(LedgerEntry(
+                kind: .decision, statement: signed, agent: context.principal.id, owner: request.owner,
+                requestID: request.requestID, fingerprint: fingerprint))
+            let done = ContinuousClock.now
+            DecisionMetrics.append.record(duration: done - appendStarted)
+            DecisionMetrics.decision.record(duration: done - started)
+            DecisionMetrics.verdicts[statement.verdict.rawValue, default: DecisionMetrics.other].increment()
+            context.logger.info("decided", metadata: [
+                "cs.request_id": "\(request.requestID)", "cs.verdict": "\(statement.verdict)", "cs.ledger_index": "\(index)",
+                "cs.owner": "\(request.owner)",
+            ])
+            return Self.reply(statement: statement, signed: signed, index: index)
         }
-
-        let policyStarted = ContinuousClock.now
-        let evaluation = try engine.evaluate(EvaluationRequest(
-            requestID: request.requestID, userRequest: request.userRequest, owner: request.owner, plan: request.plan,
-            planFormat: format, changeTicket: request.changeTicket.isEmpty ? nil : request.changeTicket,
-            infracost: request.infracost.isEmpty ? nil : request.infracost))
-
-        DecisionMetrics.policy.record(duration: ContinuousClock.now - policyStarted)
-        var statement = DecisionStatement()
-        statement.requestID = request.requestID
-        statement.planSHA256 = evaluation.planSHA256
-        statement.userRequestSHA256 = evaluation.userRequestSHA256
-        statement.policySHA256 = evaluation.policySHA256
-        statement.verdict = CountersignWire.Verdict(policy: evaluation.verdict)
-        statement.agent = context.principal.id
-        statement.owner = request.owner
-        statement.keyID = try await signer.activeKeyID
-        statement.decidedAtUnixMs = now()
-        statement.rules = evaluation.findings.map(\.rule)
-        statement.cannotOverride = evaluation.cannotOverride
-        statement.changeTicket = request.changeTicket
-        statement.planFormat = format.rawValue
-        statement.findings = evaluation.findings.map(CountersignWire.Finding.init(policy:))
-        statement.summary = evaluation.summary
-        statement.planned = evaluation.plannedChanges.map { CountersignWire.PlannedChange(address: $0.address, action: $0.action) }
-
-        let signStarted = ContinuousClock.now
-        let signed = try await signer.sign(payloadType: PayloadType.decision, payload: statement.protobufBytes())
-        let appendStarted = ContinuousClock.now
-        DecisionMetrics.sign.record(duration: appendStarted - signStarted)
-        let index = try await ledger.append(LedgerEntry(
-            kind: .decision, statement: signed, agent: context.principal.id, owner: request.owner,
-            requestID: request.requestID, fingerprint: fingerprint))
-        let done = ContinuousClock.now
-        DecisionMetrics.append.record(duration: done - appendStarted)
-        DecisionMetrics.decision.record(duration: done - started)
-        DecisionMetrics.verdicts[statement.verdict.rawValue, default: DecisionMetrics.other].increment()
-        context.logger.info("decided", metadata: [
-            "cs.request_id": "\(request.requestID)", "cs.verdict": "\(statement.verdict)", "cs.ledger_index": "\(index)",
-            "cs.owner": "\(request.owner)",
-        ])
-        return Self.reply(statement: statement, signed: signed, index: index)
     }
 
     // MARK: VerifyExecution
@@ -293,6 +302,30 @@ public struct DecisionService: Sendable {
         reply.ledgerIndex = index
         reply.payloadType = signed.payloadType
         return reply
+    }
+}
+
+/// Runs work for one request id at a time; work for different ids runs concurrently.
+actor RequestGate {
+    private var busy: [String: [CheckedContinuation<Void, Never>]] = [:]
+
+    func exclusive<T: Sendable>(_ id: String, _ body: @Sendable () async throws -> T) async throws -> T {
+        if busy[id] != nil {
+            await withCheckedContinuation { busy[id, default: []].append($0) }
+        } else {
+            busy[id] = []
+        }
+        defer { release(id) }
+        return try await body()
+    }
+
+    private func release(_ id: String) {
+        guard var waiters = busy[id], !waiters.isEmpty else {
+            busy[id] = nil
+            return
+        }
+        waiters.removeFirst().resume()
+        busy[id] = waiters
     }
 }
 

@@ -75,6 +75,23 @@ import Testing
         }
     }
 
+    @Test func concurrentRetriesOfOneRequestAreDecidedOnce() async throws {
+        try await DecisionStack.with { stack in
+            let client = try await stack.server.client("orchestrator")
+            var request = try #require(try Self.scenarios().first { $0.name.contains("honest") }).request
+            request.requestID = "concurrent-retries"
+            let retry = request
+            let size = try await stack.ledger.size()
+            let replies = try await withThrowingTaskGroup(of: CountersignWire.Decision.self) { group in
+                for _ in 0..<16 { group.addTask { try await client.verifyPlan(retry) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(Set(replies).count == 1, "every retry gets the same decision, byte for byte")
+            #expect(try await stack.ledger.size() == size + 1, "one ledger row, not sixteen")
+            await client.close()
+        }
+    }
+
     @Test func anOwnerTheOrchestratorMayNotActForIsRefusedAndLedgered() async throws {
         try await DecisionStack.with { stack in
             let client = try await stack.server.client("orchestrator")
@@ -119,6 +136,7 @@ import Testing
     @Test func noApprovalWhenTheDatabaseIsUnreachable() async throws {
         // A ledger pointed at a socket where no database listens: every decision is UNAVAILABLE.
         let signer = try TestTokens.shared.signer("cs-test-server")
+        defer { signer.shutdown() }
         let custodian = KeyCustodian(signer: signer, log: InMemoryKeyEventLog(),
                                      settings: TestTokens.shared.settings("cs-test-server"), logger: TestEnvironment.logger)
         _ = try await custodian.bootstrap(by: "test-ceremony")

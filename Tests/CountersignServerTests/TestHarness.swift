@@ -252,6 +252,8 @@ struct DecisionStack {
         try await TestDatabase.withFresh { database in
             let logger = TestEnvironment.logger
             let signer = try TestTokens.shared.signer("cs-test-server")
+            // A signer left running keeps probing (and re-initialising) the process's one module.
+            defer { signer.shutdown() }
             let custodian = KeyCustodian(signer: signer, log: InMemoryKeyEventLog(),
                                          settings: TestTokens.shared.settings("cs-test-server"), logger: logger)
             _ = try await custodian.bootstrap(by: "test-ceremony")
