@@ -15,12 +15,13 @@ public struct CountersignConfiguration: Sendable, Hashable {
     public var database: DatabaseSettings
     public var ledger: LedgerSettings
     public var policy: PolicySettings
+    public var alerts: AlertSettings
     /// Where the file was read from (for messages); empty for a configuration made in code.
     public var sourcePath: String
 
     public init(node: NodeSettings, tls: TLSSettings, limits: LimitSettings = .defaults, principals: [Principal],
                 token: TokenSettings, database: DatabaseSettings, ledger: LedgerSettings = .defaults,
-                policy: PolicySettings = .defaults, sourcePath: String = "") {
+                policy: PolicySettings = .defaults, alerts: AlertSettings = .defaults, sourcePath: String = "") {
         self.node = node
         self.tls = tls
         self.limits = limits
@@ -29,6 +30,7 @@ public struct CountersignConfiguration: Sendable, Hashable {
         self.database = database
         self.ledger = ledger
         self.policy = policy
+        self.alerts = alerts
         self.sourcePath = sourcePath
     }
 
@@ -314,4 +316,82 @@ public struct PolicySettings: Sendable, Hashable {
     }
 
     public static let defaults = PolicySettings()
+}
+
+/// What an alert is about; a webhook can subscribe to some of them (`alerts.webhooks[].events`).
+public enum AlertEvent: String, Sendable, Hashable, CaseIterable, Codable {
+    /// A plan was vetoed.
+    case veto
+    /// An execution report does not match its approval (or had none).
+    case deviation
+    /// A person lifted (or tried to lift) a soft veto.
+    case override
+    /// This node took or lost the ledger lease.
+    case failover
+    /// The token became unavailable, or came back.
+    case hsmFault = "hsm_fault"
+    /// The ledger became unreachable or refused appends, or came back.
+    case ledgerFault = "ledger_fault"
+    /// The policy file became invalid (every decision is UNAVAILABLE), or valid again.
+    case policyFault = "policy_fault"
+}
+
+/// One webhook that alerts are POSTed to as JSON.
+public struct Webhook: Sendable, Hashable {
+    /// Where the URL comes from: given in the file (`url`), or, for a URL that is itself a secret
+    /// such as a Slack incoming webhook, from a file or the environment (`url_file`, `url_env`).
+    public enum Address: Sendable, Hashable, CustomStringConvertible {
+        case literal(String)
+        case secret(SecretSource)
+
+        /// The URL. Never log it when it is a secret.
+        public func read() throws -> String {
+            switch self {
+            case .literal(let url): url
+            case .secret(let source): try source.read()
+            }
+        }
+
+        public var description: String {
+            switch self {
+            case .literal(let url): url
+            case .secret(let source): "(secret URL from \(source))"
+            }
+        }
+    }
+
+    public var address: Address
+    /// The events sent to it (`alerts.webhooks[].events`). Default: all of them.
+    public var events: Set<AlertEvent>
+
+    public init(address: Address, events: Set<AlertEvent> = Set(AlertEvent.allCases)) {
+        self.address = address
+        self.events = events
+    }
+}
+
+/// Alert webhooks. Defaults: ``defaults`` (no webhook: alerts are only logged).
+public struct AlertSettings: Sendable, Hashable {
+    public var webhooks: [Webhook]
+    /// Alerts waiting to be delivered; when full, new alerts are dropped and counted, never waited
+    /// for (`alerts.queue_capacity`). Default 1,000.
+    public var queueCapacity: Int
+    /// Delivery attempts per alert and webhook, with exponential backoff between them
+    /// (`alerts.max_attempts`). Default 6.
+    public var maxAttempts: Int
+    /// First backoff; it doubles on each retry, with jitter (`alerts.initial_backoff_ms`). Default 500 ms.
+    public var initialBackoffMs: Int
+    /// Time limit of one delivery attempt (`alerts.timeout_ms`). Default 5,000 ms.
+    public var timeoutMs: Int
+
+    public init(webhooks: [Webhook] = [], queueCapacity: Int = 1000, maxAttempts: Int = 6, initialBackoffMs: Int = 500,
+                timeoutMs: Int = 5000) {
+        self.webhooks = webhooks
+        self.queueCapacity = queueCapacity
+        self.maxAttempts = maxAttempts
+        self.initialBackoffMs = initialBackoffMs
+        self.timeoutMs = timeoutMs
+    }
+
+    public static let defaults = AlertSettings()
 }

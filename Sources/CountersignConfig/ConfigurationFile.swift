@@ -52,7 +52,7 @@ extension CountersignConfiguration {
         }
         guard let root else { throw ConfigurationError(key: "", message: "the file is empty") }
         let top = try YAMLMap(root, path: "", base: baseDirectory)
-        try top.allow(["node", "tls", "limits", "principals", "token", "database", "ledger", "policy"])
+        try top.allow(["node", "tls", "limits", "principals", "token", "database", "ledger", "policy", "alerts"])
 
         let nodeMap = try top.map("node")
         try nodeMap.allow(["name", "listen", "advertise", "metrics_listen"])
@@ -162,8 +162,44 @@ extension CountersignConfiguration {
             try policyMap.allow(["file"])
             policy.file = try policyMap.optionalPath("file")
         }
+        var alerts = AlertSettings.defaults
+        if let alertsMap = try top.optionalMap("alerts") {
+            try alertsMap.allow(["webhooks", "queue_capacity", "max_attempts", "initial_backoff_ms", "timeout_ms"])
+            alerts.queueCapacity = try alertsMap.int("queue_capacity", default: alerts.queueCapacity, in: 1...1_000_000)
+            alerts.maxAttempts = try alertsMap.int("max_attempts", default: alerts.maxAttempts, in: 1...100)
+            alerts.initialBackoffMs = try alertsMap.int("initial_backoff_ms", default: alerts.initialBackoffMs, in: 1...600_000)
+            alerts.timeoutMs = try alertsMap.int("timeout_ms", default: alerts.timeoutMs, in: 10...600_000)
+            if alertsMap.entries["webhooks"] != nil {
+                for (index, item) in try alertsMap.sequence("webhooks").enumerated() {
+                    let w = try YAMLMap(item, path: "alerts.webhooks[\(index)]", base: baseDirectory)
+                    try w.allow(["url", "url_file", "url_env", "events"])
+                    let address: Webhook.Address
+                    if let url = try w.optionalString("url") {
+                        if w.entries["url_file"] != nil || w.entries["url_env"] != nil {
+                            throw w.error("url", "give url, url_file or url_env, only one")
+                        }
+                        guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
+                            throw w.error("url", "must be an http:// or https:// URL")
+                        }
+                        address = .literal(url)
+                    } else {
+                        address = .secret(try w.secret("url"))
+                    }
+                    var events = Set(AlertEvent.allCases)
+                    if let names = try w.optionalStrings("events") {
+                        events = try Set(names.enumerated().map { i, name in
+                            guard let event = AlertEvent(rawValue: name) else {
+                                throw w.error("events[\(i)]", "must be one of \(AlertEvent.allCases.map(\.rawValue).joined(separator: ", ")), not '\(name)'")
+                            }
+                            return event
+                        })
+                    }
+                    alerts.webhooks.append(Webhook(address: address, events: events))
+                }
+            }
+        }
         return CountersignConfiguration(node: node, tls: tls, limits: limits, principals: principals, token: token,
-                                        database: database, ledger: ledger, policy: policy)
+                                        database: database, ledger: ledger, policy: policy, alerts: alerts)
     }
 }
 

@@ -15,15 +15,18 @@ public struct NodeState: Sendable {
     public var signerAvailable: Bool
     public var ledgerAvailable: Bool
     public var treeSize: UInt64
+    /// SHA-256 of the policy in force (lowercase hex), `nil` when the policy file is invalid.
+    public var policySHA256: String?
 
     public init(role: String, activeAddress: String, epoch: UInt64 = 0, signerAvailable: Bool = false,
-                ledgerAvailable: Bool = false, treeSize: UInt64 = 0) {
+                ledgerAvailable: Bool = false, treeSize: UInt64 = 0, policySHA256: String? = nil) {
         self.role = role
         self.activeAddress = activeAddress
         self.epoch = epoch
         self.signerAvailable = signerAvailable
         self.ledgerAvailable = ledgerAvailable
         self.treeSize = treeSize
+        self.policySHA256 = policySHA256
     }
 }
 
@@ -42,6 +45,8 @@ extension Router {
             response.ledgerAvailable = s.ledgerAvailable
             response.treeSize = s.treeSize
             response.principal = context.principal.id
+            response.policyAvailable = s.policySHA256 != nil
+            response.policySHA256 = s.policySHA256 ?? ""
             return response
         }
     }

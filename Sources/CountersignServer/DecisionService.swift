@@ -15,9 +15,10 @@ import Metrics
 /// the token → append it to the ledger (committed) → reply. A reply never leaves before its ledger
 /// row has committed; anything that cannot be signed or ledgered is `UNAVAILABLE`, never approved.
 public struct DecisionService: Sendable {
-    let engine: PolicyEngine
+    let policy: PolicySource
     let signer: any StatementSigner
     let ledger: Ledger
+    let alerts: Alerter?
     let now: @Sendable () -> Int64
     let logger: Logger
     /// One decision at a time per request id, so that concurrent retries cannot decide twice.
@@ -26,12 +27,15 @@ public struct DecisionService: Sendable {
     /// Longest request id accepted.
     static let maxRequestIDLength = 200
 
-    /// - Parameter now: the clock, in Unix milliseconds (tests pass their own).
-    public init(engine: PolicyEngine, signer: any StatementSigner, ledger: Ledger,
+    /// - Parameters:
+    ///   - alerts: where vetoes and deviations are reported (none: they are only logged).
+    ///   - now: the clock, in Unix milliseconds (tests pass their own).
+    public init(policy: PolicySource, signer: any StatementSigner, ledger: Ledger, alerts: Alerter? = nil,
                 now: @escaping @Sendable () -> Int64 = DecisionService.systemClock, logger: Logger) {
-        self.engine = engine
+        self.policy = policy
         self.signer = signer
         self.ledger = ledger
+        self.alerts = alerts
         self.now = now
         self.logger = logger
     }
@@ -112,7 +116,7 @@ public struct DecisionService: Sendable {
             }
 
             let policyStarted = ContinuousClock.now
-            let evaluation = try engine.evaluate(EvaluationRequest(
+            let evaluation = try policy.engine().evaluate(EvaluationRequest(
                 requestID: request.requestID, userRequest: request.userRequest, owner: request.owner, plan: request.plan,
                 planFormat: format, changeTicket: request.changeTicket.isEmpty ? nil : request.changeTicket,
                 infracost: request.infracost.isEmpty ? nil : request.infracost))
@@ -156,6 +160,11 @@ public struct DecisionService: Sendable {
                 "cs.request_id": "\(request.requestID)", "cs.verdict": "\(statement.verdict)", "cs.ledger_index": "\(index)",
                 "cs.owner": "\(request.owner)",
             ])
+            if statement.verdict == .veto {
+                alerts?.post(Alert(.veto, "VETO of \(request.requestID) for \(request.owner) from \(context.principal.id): \(evaluation.summary)",
+                                   details: ["request_id": request.requestID, "owner": request.owner, "agent": context.principal.id,
+                                             "rules": statement.rules.joined(separator: ","), "ledger_index": "\(index)"]))
+            }
             return Self.reply(statement: statement, signed: signed, index: index)
         }
     }
@@ -211,6 +220,11 @@ public struct DecisionService: Sendable {
             context.logger.warning("execution deviates from the approval", metadata: [
                 "cs.request_id": "\(request.requestID)", "cs.deviations": "\(deviations.count)", "cs.ledger_index": "\(index)",
             ])
+            let first = deviations.prefix(3).map(\.message)
+            alerts?.post(Alert(.deviation, "DEVIATION in the execution of \(request.requestID) reported by \(context.principal.id): "
+                                   + first.joined(separator: "; ") + (deviations.count > 3 ? " (and \(deviations.count - 3) more)" : ""),
+                               details: ["request_id": request.requestID, "owner": owner, "agent": context.principal.id,
+                                         "deviations": "\(deviations.count)", "ledger_index": "\(index)"]))
         }
         var reply = ExecutionResult()
         reply.requestID = request.requestID

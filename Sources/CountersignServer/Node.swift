@@ -26,7 +26,8 @@ public struct Node: Sendable {
     ///     swift-metrics with a `PrometheusMetricsFactory` over the same registry.
     public static func make(configuration: CountersignConfiguration, logger: Logger, keyEventsPath: String? = nil,
                             metrics: PrometheusCollectorRegistry? = nil) async throws -> Node {
-        let engine = PolicyEngine(policy: try Self.loadPolicy(configuration.policy))
+        let alerts = Alerter(settings: configuration.alerts, node: configuration.node.name, logger: logger)
+        let policy = PolicySource(settings: configuration.policy, logger: logger, alerts: alerts)
         let signer = try TokenSigner(settings: configuration.token, logger: logger)
         let base = URL(fileURLWithPath: configuration.sourcePath).deletingLastPathComponent()
         let eventsPath = keyEventsPath ?? base.appendingPathComponent("keyring/key-events.jsonl").path
@@ -38,8 +39,8 @@ public struct Node: Sendable {
                          metadata: ["cs.error": "\(String(reflecting: error))", "cs.key_events": "\(eventsPath)"])
         }
         let ledger = try Ledger(database: configuration.database, settings: configuration.ledger, signer: signer, logger: logger)
-        let leaseKeeper = LeaseKeeper(ledger: ledger, holder: configuration.node.name, logger: logger)
-        let decisions = DecisionService(engine: engine, signer: signer, ledger: ledger, logger: logger)
+        let leaseKeeper = LeaseKeeper(ledger: ledger, holder: configuration.node.name, alerts: alerts, logger: logger)
+        let decisions = DecisionService(policy: policy, signer: signer, ledger: ledger, alerts: alerts, logger: logger)
 
         var router = Router()
         let advertise = configuration.node.advertise
@@ -47,15 +48,17 @@ public struct Node: Sendable {
             let lease = leaseKeeper.state
             return NodeState(role: lease.holding ? "active" : "standby", activeAddress: advertise, epoch: lease.epoch,
                              signerAvailable: signer.availability.isAvailable, ledgerAvailable: lease.holding,
-                             treeSize: lease.treeSize)
+                             treeSize: lease.treeSize, policySHA256: policy.sha256Hex)
         }
         decisions.register(into: &router)
         router.registerCustody(custodian)
         let server = try WireServer(configuration: configuration, router: router, logger: logger)
-        var services: [any Service] = [LedgerService(ledger: ledger), leaseKeeper, server]
+        var services: [any Service] = [alerts, policy, SignerWatch(signer: signer, alerts: alerts), LedgerService(ledger: ledger),
+                                       leaseKeeper, server]
         if let registry = metrics, let address = configuration.node.metricsListen {
             services.append(MetricsEndpoint(address: address, registry: registry, logger: logger) {
                 let lease = leaseKeeper.state
+                if case .invalid(let reason) = policy.state { return (false, "policy: \(reason)") }
                 switch (signer.availability.isAvailable, lease.holding) {
                 case (true, true): return (true, "")
                 case (false, _): return (false, "signer: \(signer.availability)")
@@ -66,17 +69,6 @@ public struct Node: Sendable {
         return Node(services: services, server: server)
     }
 
-    static func loadPolicy(_ settings: PolicySettings) throws -> Policy {
-        guard let file = settings.file else { return .defaults }
-        guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
-            throw ConfigurationError(key: "policy.file", message: "cannot read \(file)")
-        }
-        do {
-            return try Policy.load(yaml: text)
-        } catch {
-            throw ConfigurationError(key: "policy.file", message: "\(file): \(error)")
-        }
-    }
 }
 
 /// Runs the ledger's connection pool, batch writer and checkpointer until shutdown.
@@ -99,15 +91,17 @@ final class LeaseKeeper: Service, Sendable {
     let ledger: Ledger
     let holder: String
     let ttl: Duration
+    let alerts: Alerter?
     let logger: Logger
     private let box = NIOLockedValueBox(State())
     private let leaderGauge = Gauge(label: "countersign_leader")
     private let sizeGauge = Gauge(label: "countersign_ledger_size")
 
-    init(ledger: Ledger, holder: String, ttl: Duration = .seconds(10), logger: Logger) {
+    init(ledger: Ledger, holder: String, ttl: Duration = .seconds(10), alerts: Alerter? = nil, logger: Logger) {
         self.ledger = ledger
         self.holder = holder
         self.ttl = ttl
+        self.alerts = alerts
         self.logger = logger
     }
 
@@ -125,7 +119,11 @@ final class LeaseKeeper: Service, Sendable {
                         defer { s = State(holding: true, epoch: lease.epoch, treeSize: size) }
                         return s.holding
                     }
-                    if !was { self.logger.info("holding the ledger lease", metadata: ["cs.epoch": "\(lease.epoch)"]) }
+                    if !was {
+                        self.logger.info("holding the ledger lease", metadata: ["cs.epoch": "\(lease.epoch)"])
+                        self.alerts?.post(Alert(.failover, "\(self.holder) is now active (holds the ledger lease, epoch \(lease.epoch))",
+                                                details: ["epoch": "\(lease.epoch)", "holder": self.holder]))
+                    }
                     self.leaderGauge.record(1)
                     self.sizeGauge.record(Int64(size))
                 } catch {
@@ -133,10 +131,42 @@ final class LeaseKeeper: Service, Sendable {
                         defer { s.holding = false }
                         return s.holding
                     }
-                    if was { self.logger.error("lost the ledger lease", metadata: ["cs.error": "\(error)"]) }
+                    if was {
+                        self.logger.error("lost the ledger lease", metadata: ["cs.error": "\(error)"])
+                        let leaseTaken = (error as? LedgerError)?.code == .leaseLost
+                        self.alerts?.post(Alert(leaseTaken ? .failover : .ledgerFault,
+                                                leaseTaken ? "\(self.holder) lost the ledger lease to another node: it no longer decides"
+                                                           : "\(self.holder) cannot reach the ledger: every decision is UNAVAILABLE",
+                                                details: ["holder": self.holder, "reason": "\(error)"]))
+                    }
                     self.leaderGauge.record(0)
                 }
                 try? await Task.sleep(for: self.ttl / 3)
+            }
+        }
+    }
+}
+
+/// Raises an `hsm_fault` alert whenever the token becomes unavailable, and another when it is back.
+struct SignerWatch: Service {
+    let signer: TokenSigner
+    let alerts: Alerter
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var wasAvailable: Bool?
+            for await availability in signer.availabilityUpdates() {
+                let available = availability.isAvailable
+                defer { wasAvailable = available }
+                switch (wasAvailable, available) {
+                case (nil, false), (true?, false):
+                    alerts.post(Alert(.hsmFault, "the signing token is unavailable: nothing is signed, every decision is UNAVAILABLE",
+                                      details: ["reason": "\(availability)"]))
+                case (false?, true):
+                    alerts.post(Alert(.hsmFault, "the signing token is available again: decisions resume"))
+                default:
+                    break
+                }
             }
         }
     }

@@ -21,6 +21,10 @@ public struct HealthResponse: ProtoMessage {
     public var treeSize: UInt64 = 0
     /// The principal the server authenticated for this connection.
     public var principal = ""
+    /// Whether the policy file is valid (when not, every decision is `UNAVAILABLE`).
+    public var policyAvailable = false
+    /// SHA-256 of the policy in force, lowercase hex; empty when there is none.
+    public var policySHA256 = ""
     public init() {}
 
     public mutating func decodeField(_ number: Int, _ wt: WireType, from r: inout ProtoReader) throws -> Bool {
@@ -34,6 +38,8 @@ public struct HealthResponse: ProtoMessage {
         case 7: ledgerAvailable = try r.readBool(wt)
         case 8: treeSize = try r.readUInt64(wt)
         case 9: principal = try r.readString(wt)
+        case 10: policyAvailable = try r.readBool(wt)
+        case 11: policySHA256 = try r.readString(wt)
         default: return false
         }
         return true
@@ -49,6 +55,8 @@ public struct HealthResponse: ProtoMessage {
         w.write(7, bool: ledgerAvailable)
         w.write(8, uint64: treeSize)
         w.write(9, string: principal)
+        w.write(10, bool: policyAvailable)
+        w.write(11, string: policySHA256)
     }
 }
 

@@ -39,6 +39,12 @@ import Testing
         ("principals:\n  - { id: x, role: orchestrator, spki_sha256: \(pin) }", "principals[0].owners"),
         ("token: { module: /m, token_label: t }", "token.pin_file"),
         ("limits: { max_frame_bytes: -5 }", "limits.max_frame_bytes"),
+        ("alerts: { webhooks: [ { url: ftp://x } ] }", "alerts.webhooks[0].url"),
+        ("alerts: { webhooks: [ { url: https://x, url_env: HOOK } ] }", "alerts.webhooks[0].url"),
+        ("alerts: { webhooks: [ { events: [veto] } ] }", "alerts.webhooks[0].url_file"),
+        ("alerts: { webhooks: [ { url: https://x, events: [veto, coffee] } ] }", "alerts.webhooks[0].events[1]"),
+        ("alerts: { queue_capacity: 0 }", "alerts.queue_capacity"),
+        ("alerts: { retries: 3 }", "alerts.retries"),
     ])
     func namesTheKeyThatIsWrong(_ override: String, _ key: String) throws {
         // Replace the top-level section the override names, keep the rest valid.
@@ -54,6 +60,27 @@ import Testing
             try CountersignConfiguration.parse(yaml: yaml, baseDirectory: "/")
         }
         #expect(error.key == key, "\(error)")
+    }
+
+    @Test func alertWebhooksParse() throws {
+        let yaml = Self.valid + """
+
+            alerts:
+              queue_capacity: 50
+              webhooks:
+                - { url: "https://alerts.example/hook", events: [veto, deviation] }
+                - { url_file: secrets/slack-hook }
+            """
+        let c = try CountersignConfiguration.parse(yaml: yaml, baseDirectory: "/srv/cs")
+        #expect(c.alerts.queueCapacity == 50 && c.alerts.maxAttempts == AlertSettings.defaults.maxAttempts)
+        #expect(c.alerts.webhooks.count == 2)
+        #expect(c.alerts.webhooks[0].address == .literal("https://alerts.example/hook"))
+        #expect(c.alerts.webhooks[0].events == [.veto, .deviation])
+        #expect(c.alerts.webhooks[1].address == .secret(.file("/srv/cs/secrets/slack-hook")))
+        #expect(c.alerts.webhooks[1].events == Set(AlertEvent.allCases))
+        // A secret URL is never printed.
+        #expect(!"\(c.alerts.webhooks[1].address)".contains("hooks.slack"))
+        #expect(try CountersignConfiguration.parse(yaml: Self.valid, baseDirectory: "/").alerts == .defaults)
     }
 
     @Test func duplicatePinIsRefused() throws {

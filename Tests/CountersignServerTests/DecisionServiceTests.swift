@@ -145,7 +145,7 @@ import Testing
         let ledger = try Ledger(database: settings, signer: signer, options: .init(timeout: .milliseconds(500)), logger: TestEnvironment.logger)
         let task = Task { await ledger.run() }
         defer { task.cancel() }
-        let decisions = DecisionService(engine: PolicyEngine(), signer: signer, ledger: ledger, logger: TestEnvironment.logger)
+        let decisions = DecisionService(policy: PolicySource(engine: PolicyEngine()), signer: signer, ledger: ledger, logger: TestEnvironment.logger)
         let server = try await TestServer.start { _ in } routes: { decisions.register(into: &$0) }
         let client = try await server.client("orchestrator")
         var request = try #require(try Self.scenarios().first { $0.name.contains("honest") }).request

@@ -248,7 +248,11 @@ struct DecisionStack {
     let custodian: KeyCustodian
     let database: TestDatabase
 
-    static func with<T>(_ body: (DecisionStack) async throws -> T) async throws -> T {
+    /// - Parameters:
+    ///   - policy: the policy source (default: the built-in policy, fixed).
+    ///   - alerts: where the decision service reports vetoes and deviations (default: nowhere).
+    static func with<T>(policy: PolicySource = PolicySource(engine: PolicyEngine()), alerts: Alerter? = nil,
+                        _ body: (DecisionStack) async throws -> T) async throws -> T {
         try await TestDatabase.withFresh { database in
             let logger = TestEnvironment.logger
             let signer = try TestTokens.shared.signer("cs-test-server")
@@ -263,7 +267,7 @@ struct DecisionStack {
             let ledgerTask = Task { await ledger.run() }
             defer { ledgerTask.cancel() }
             try await ledger.acquireLease(holder: "test-node", ttl: .seconds(900))
-            let decisions = DecisionService(engine: PolicyEngine(), signer: signer, ledger: ledger, logger: logger)
+            let decisions = DecisionService(policy: policy, signer: signer, ledger: ledger, alerts: alerts, logger: logger)
             let server = try await TestServer.start { _ in } routes: { router in
                 decisions.register(into: &router)
                 router.registerCustody(custodian)

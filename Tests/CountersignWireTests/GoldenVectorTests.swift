@@ -246,6 +246,7 @@ enum JSONBuild {
         m.activeAddress = try string(o["active_address"]); m.epoch = try int(o["epoch"])
         m.signerAvailable = try bool(o["signer_available"]); m.ledgerAvailable = try bool(o["ledger_available"])
         m.treeSize = try int(o["tree_size"]); m.principal = try string(o["principal"])
+        m.policyAvailable = try bool(o["policy_available"]); m.policySHA256 = try string(o["policy_sha256"])
         return m
     }
 
