@@ -31,6 +31,7 @@ enum Schema {
         }
         return [
             Migration(version: 1, name: "ledger tables, append-only triggers, lease fence", sql: fill(v1)),
+            Migration(version: 2, name: "index of the keyring's key events", sql: v2),
         ]
     }
 
@@ -192,4 +193,10 @@ enum Schema {
         GRANT SELECT ON schema_migrations TO {writer};
         GRANT SELECT ON lease, entries, merkle_nodes, checkpoints, schema_migrations TO {reader};
         """#
+
+    /// The keyring reads its key events at every start (``LedgerKeyEventLog``): a partial index
+    /// over the few `key-event` rows instead of a scan of the whole ledger.
+    static let v2 = """
+        CREATE INDEX entries_key_events ON entries (idx) WHERE kind = 'key-event';
+        """
 }

@@ -17,11 +17,13 @@ public struct Node: Sendable {
     public let services: [any Service]
     public let server: WireServer
 
-    /// Builds the node. A missing token or database does not stop it: it starts, reports itself
-    /// unavailable in Health, and refuses every decision until they are back (fail secure).
-    /// - Parameter keyEventsPath: the keyring's key-event log (default: keyring/key-events.jsonl
-    ///   beside the configuration file).
-    /// - Throws: a configuration error: an unreadable policy file, certificates or PKCS#11 module.
+    /// Builds the node. A missing token or database, or an invalid policy file, does not stop it:
+    /// it starts, reports itself unavailable in Health and `/healthz`, raises an alert, and refuses
+    /// every decision until they are back (fail secure).
+    /// - Parameter keyEventsPath: a key-event file from a ceremony held before the database existed,
+    ///   imported into the ledger when the ledger has no key event yet (default:
+    ///   keyring/key-events.jsonl beside the configuration file).
+    /// - Throws: a configuration error: unreadable certificates or PKCS#11 module.
     ///   - metrics: the registry `/metrics` serves (when `node.metrics_listen` is set); bootstrap
     ///     swift-metrics with a `PrometheusMetricsFactory` over the same registry.
     public static func make(configuration: CountersignConfiguration, logger: Logger, keyEventsPath: String? = nil,
@@ -31,15 +33,11 @@ public struct Node: Sendable {
         let signer = try TokenSigner(settings: configuration.token, logger: logger)
         let base = URL(fileURLWithPath: configuration.sourcePath).deletingLastPathComponent()
         let eventsPath = keyEventsPath ?? base.appendingPathComponent("keyring/key-events.jsonl").path
-        let custodian = KeyCustodian(signer: signer, log: FileKeyEventLog(path: eventsPath), settings: configuration.token, logger: logger)
-        do {
-            try await custodian.load()
-        } catch {
-            logger.error("keyring did not load: no statement can be signed until it does",
-                         metadata: ["cs.error": "\(String(reflecting: error))", "cs.key_events": "\(eventsPath)"])
-        }
         let ledger = try Ledger(database: configuration.database, settings: configuration.ledger, signer: signer, logger: logger)
+        let custodian = KeyCustodian(signer: signer, log: LedgerKeyEventLog(ledger: ledger), settings: configuration.token, logger: logger)
         let leaseKeeper = LeaseKeeper(ledger: ledger, holder: configuration.node.name, alerts: alerts, logger: logger)
+        let keyring = KeyringKeeper(custodian: custodian, ledger: ledger, ceremonyFile: FileKeyEventLog(path: eventsPath),
+                                    lease: leaseKeeper, logger: logger)
         let decisions = DecisionService(policy: policy, signer: signer, ledger: ledger, alerts: alerts, logger: logger)
 
         var router = Router()
@@ -54,7 +52,7 @@ public struct Node: Sendable {
         router.registerCustody(custodian)
         let server = try WireServer(configuration: configuration, router: router, logger: logger)
         var services: [any Service] = [alerts, policy, SignerWatch(signer: signer, alerts: alerts), LedgerService(ledger: ledger),
-                                       leaseKeeper, server]
+                                       leaseKeeper, keyring, server]
         if let registry = metrics, let address = configuration.node.metricsListen {
             services.append(MetricsEndpoint(address: address, registry: registry, logger: logger) {
                 let lease = leaseKeeper.state
@@ -168,6 +166,65 @@ struct SignerWatch: Service {
                     break
                 }
             }
+        }
+    }
+}
+
+/// Loads the keyring from the ledger's key events once the ledger can be read (importing a
+/// ceremony's key-event file first, when the ledger has none and this node holds the lease),
+/// retrying until it can; reloads it whenever this node becomes active, since the previous active
+/// node may have rotated; and runs the rotation scheduler. Until the keyring is loaded nothing is
+/// signed: every decision is UNAVAILABLE.
+struct KeyringKeeper: Service {
+    let custodian: KeyCustodian
+    let ledger: Ledger
+    let ceremonyFile: FileKeyEventLog
+    let lease: LeaseKeeper
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.keepLoaded() }
+                group.addTask { await self.custodian.runRotationScheduler() }
+                await group.waitForAll()
+            }
+        }
+    }
+
+    private func keepLoaded() async {
+        var loadedAsActive: Bool?
+        var backoff = Duration.milliseconds(200)
+        while !Task.isCancelled {
+            let holding = lease.state.holding
+            if loadedAsActive == nil || (holding && loadedAsActive == false) {
+                do {
+                    if holding {
+                        try await LedgerKeyEventLog(ledger: ledger).importIfEmpty(from: ceremonyFile, logger: logger)
+                    }
+                    try await custodian.load()
+                    guard let key = await custodian.activeKey else {
+                        // Not holding the lease yet: the ceremony's file may still be imported once it is.
+                        if holding {
+                            logger.error("the ledger holds no key event: run the key ceremony (countersign keys generate)")
+                        }
+                        try? await Task.sleep(for: holding ? .seconds(10) : .milliseconds(200))
+                        continue
+                    }
+                    loadedAsActive = holding
+                    backoff = .milliseconds(200)
+                    logger.info("keyring loaded from the ledger", metadata: ["cs.key_id": "\(key.keyID)"])
+                } catch {
+                    logger.error("keyring did not load: nothing is signed until it does", metadata: [
+                        "cs.error": "\(String(reflecting: error))", "cs.retry_in": "\(backoff)",
+                    ])
+                    try? await Task.sleep(for: backoff)
+                    backoff = min(backoff * 2, .seconds(10))
+                    continue
+                }
+            }
+            if !holding, loadedAsActive == true { loadedAsActive = false }
+            try? await Task.sleep(for: .milliseconds(200))
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CountersignConfig
+import CountersignLedger
 import CountersignSigner
 import CountersignVerify
 import CountersignWire
@@ -18,9 +19,12 @@ struct Keys: AsyncParsableCommand {
             old and the new key both sign, so that anyone who trusts only the first key can follow every \
             rotation (see `keys verify-chain`).
 
-            These commands act on the token and the key-event log directly (default: keyring/key-events.jsonl \
-            beside the configuration file). In production the server records key events in its ledger and \
-            officers rotate through the Custody service, authenticated by their pinned officer certificates.
+            These commands act on the token and on the key events in the ledger (entries of kind key-event) \
+            directly; the ones that change the keyring take the ledger lease for the moment they need it, so \
+            they refuse while a node is running: officers then rotate through its Custody service, \
+            authenticated by their pinned officer certificates. A ceremony held before the database exists \
+            writes a key-event file instead (--token-label … --key-events FILE); a node imports it into the \
+            ledger when it starts.
 
             Typical life of a keyring:
               keys generate --officer officer-1             the first key (ceremony)
@@ -38,8 +42,8 @@ struct KeyringOptions: ParsableArguments {
     @OptionGroup var config: ConfigOption
 
     @Option(name: .customLong("key-events"), help: ArgumentHelp(
-        "Key-event log (JSON lines).",
-        discussion: "Default: keyring/key-events.jsonl in the configuration file's folder."))
+        "Use this key-event file instead of the ledger (JSON lines; a ceremony before the database exists).",
+        discussion: "A node imports such a file into its ledger at start when the ledger has no key event yet."))
     var keyEvents: String?
 
     @Option(name: .customLong("token-label"), help: ArgumentHelp(
@@ -50,41 +54,99 @@ struct KeyringOptions: ParsableArguments {
     @Option(name: .customLong("softhsm2-conf"), help: "SoftHSM2 configuration (with --token-label).") var softHSM2Conf: String?
     @Option(name: .customLong("pin-file"), help: "File holding the user PIN (with --token-label).") var pinFile: String?
 
-    /// The token settings: from the flags when --token-label is given, else from the configuration.
-    func tokenSettings() throws -> (TokenSettings, String) {
-        if let tokenLabel {
-            guard let module, let pinFile, let keyEvents else {
-                throw ValidationError("--token-label needs --module, --pin-file and --key-events")
-            }
-            return (TokenSettings(modulePath: module, softHSM2ConfPath: softHSM2Conf, tokenLabel: tokenLabel, pin: .file(pinFile)), keyEvents)
-        }
-        let path = try config.resolvedPath()
-        let configuration = try CountersignConfiguration.load(path: path)
-        let logPath = keyEvents ?? URL(fileURLWithPath: path).deletingLastPathComponent()
-            .appendingPathComponent("keyring/key-events.jsonl").path
-        return (configuration.token, logPath)
+    /// An opened keyring: the custodian over the token and the key events, and how to close it.
+    struct Opened {
+        let custodian: KeyCustodian
+        let signer: TokenSigner
+        let token: TokenSettings
+        /// Where the key events are, for people.
+        let source: String
+        let close: () async -> Void
     }
 
-    func open() async throws -> (KeyCustodian, TokenSigner, TokenSettings, String) {
-        let (token, logPath) = try tokenSettings()
-        try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: logPath).deletingLastPathComponent().path,
-                                                withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    /// Runs `body` on the opened keyring and closes it after, whatever happens.
+    func with<T>(writing: Bool = false, _ body: (Opened) async throws -> T) async throws -> T {
+        let opened = try await open(writing: writing)
+        do {
+            let result = try await body(opened)
+            await opened.close()
+            return result
+        } catch {
+            await opened.close()
+            throw error
+        }
+    }
+
+    /// Opens the token and the key events: a file (with --token-label or --key-events), else the
+    /// ledger of the configuration. `writing` commands take the ledger lease for their operation
+    /// (the epoch fence admits no other appends), and give it back when they close.
+    func open(writing: Bool = false) async throws -> Opened {
         var logger = Logger(label: "countersign.keys")
         logger.logLevel = .error
+        let token: TokenSettings
+        var configuration: CountersignConfiguration?
+        if let tokenLabel {
+            guard let module, let pinFile, keyEvents != nil else {
+                throw ValidationError("--token-label needs --module, --pin-file and --key-events")
+            }
+            token = TokenSettings(modulePath: module, softHSM2ConfPath: softHSM2Conf, tokenLabel: tokenLabel, pin: .file(pinFile))
+        } else {
+            let loaded = try CountersignConfiguration.load(path: try config.resolvedPath())
+            configuration = loaded
+            token = loaded.token
+        }
         let signer = try TokenSigner(settings: token, logger: logger)
         let availability = await signer.waitUntilAvailable(timeoutSeconds: 5)
         guard availability.isAvailable else {
             signer.shutdown()
             throw ValidationError("the token '\(token.tokenLabel)' is \(availability)")
         }
-        let custodian = KeyCustodian(signer: signer, log: FileKeyEventLog(path: logPath), settings: token, logger: logger)
-        do {
-            try await custodian.load()
-        } catch {
+        if let keyEvents {
+            try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: keyEvents).deletingLastPathComponent().path,
+                                                    withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            let custodian = KeyCustodian(signer: signer, log: FileKeyEventLog(path: keyEvents), settings: token, logger: logger)
+            do {
+                try await custodian.load()
+            } catch {
+                signer.shutdown()
+                throw error
+            }
+            return Opened(custodian: custodian, signer: signer, token: token, source: keyEvents, close: { signer.shutdown() })
+        }
+        guard let configuration else { throw ValidationError("give --key-events or a configuration") }
+        let ledger = try Ledger(database: configuration.database, settings: configuration.ledger, logger: logger)
+        let task = Task { await ledger.run() }
+        let close: () async -> Void = {
+            if writing { try? await ledger.releaseLease() }
+            task.cancel()
+            await task.value
             signer.shutdown()
+        }
+        do {
+            let log = LedgerKeyEventLog(ledger: ledger)
+            if writing {
+                do {
+                    try await ledger.acquireLease(holder: "countersign-keys", ttl: .seconds(60))
+                } catch let error as LedgerError where error.code == .leaseLost {
+                    throw ValidationError("""
+                        \(error.message).
+                        A running node owns the ledger, so key changes go through it: officers call \
+                        Custody.ProposeRotation and Custody.ApproveRotation with their pinned officer certificates \
+                        (or stop the node for a local ceremony).
+                        """)
+                }
+                let file = URL(fileURLWithPath: configuration.sourcePath).deletingLastPathComponent()
+                    .appendingPathComponent("keyring/key-events.jsonl").path
+                try await log.importIfEmpty(from: FileKeyEventLog(path: file), logger: logger)
+            }
+            let custodian = KeyCustodian(signer: signer, log: log, settings: token, logger: logger)
+            try await custodian.load()
+            return Opened(custodian: custodian, signer: signer, token: token, source: "the ledger (\(configuration.database.database))",
+                          close: close)
+        } catch {
+            await close()
             throw error
         }
-        return (custodian, signer, token, logPath)
     }
 }
 
@@ -120,10 +182,13 @@ extension Keys {
         @OptionGroup var keyring: KeyringOptions
 
         func run() async throws {
-            let (custodian, signer, token, logPath) = try await keyring.open()
-            defer { signer.shutdown() }
+            try await keyring.with { try await show($0) }
+        }
+
+        func show(_ opened: KeyringOptions.Opened) async throws {
+            let (custodian, signer, token) = (opened.custodian, opened.signer, opened.token)
             let listed = await custodian.listKeys()
-            print("token \(token.tokenLabel) (\(token.modulePath)), key events: \(logPath)")
+            print("token \(token.tokenLabel) (\(token.modulePath)), key events: \(opened.source)")
             if listed.keys.isEmpty {
                 print("\nThe keyring has no key yet. Run the ceremony: countersign keys generate --officer <id>")
             } else {
@@ -177,8 +242,11 @@ extension Keys {
                 guard let a = KeyAlgorithm(rawValue: $0) else { throw ValidationError("unknown algorithm \($0)") }
                 return a
             }
-            let (custodian, signer, _, logPath) = try await keyring.open()
-            defer { signer.shutdown() }
+            try await keyring.with(writing: true) { opened in try await generate(opened, algo) }
+        }
+
+        func generate(_ opened: KeyringOptions.Opened, _ algo: KeyAlgorithm?) async throws {
+            let custodian = opened.custodian
             if let active = await custodian.activeKey {
                 if ifMissing {
                     print("keyring exists; active key \(active.keyID)")
@@ -190,7 +258,7 @@ extension Keys {
             print("generated the first signing key in the token")
             print("  key id    \(key.keyID)")
             print("  algorithm \(key.algorithm)")
-            print("  recorded  \(logPath)")
+            print("  recorded  \(opened.source)")
             print("Publish it: countersign keys export-public --first --output first-key.pem")
         }
     }
@@ -207,8 +275,11 @@ extension Keys {
         @Option(help: "Write to this file instead of standard output.") var output: String?
 
         func run() async throws {
-            let (custodian, signer, _, _) = try await keyring.open()
-            defer { signer.shutdown() }
+            try await keyring.with { try await export($0) }
+        }
+
+        func export(_ opened: KeyringOptions.Opened) async throws {
+            let (custodian, signer) = (opened.custodian, opened.signer)
             let listed = await custodian.listKeys()
             let spki: [UInt8]
             if first {
@@ -240,24 +311,31 @@ extension Keys {
             abstract: "Offline: follow every rotation from the first key's public key alone.",
             discussion: """
                 Needs no token and no server: only the first key's public key (PEM or DER, obtained out of band) \
-                and the key events (a key-event log file). Every event must be signed by the key active at that \
+                and the key events (the ledger's key-event entries, or a key-event file). Every event must be signed by the key active at that \
                 point; every transition by the old and the new key. Prints the key set it leads to, or the first \
                 event that does not verify (exit status 1).
                 """)
 
         @Option(name: .customLong("first-key"), help: "The first key's public key, PEM or DER.") var firstKey: String
         @OptionGroup var config: ConfigOption
-        @Option(name: .customLong("key-events"), help: "Key-event log. Default: keyring/key-events.jsonl beside the configuration.")
+        @Option(name: .customLong("key-events"), help: "A key-event file (JSON lines). Default: the key events in the configuration's ledger, read as the reader role.")
         var keyEvents: String?
 
         func run() async throws {
-            let path: String
-            if let keyEvents { path = keyEvents } else {
-                path = URL(fileURLWithPath: try config.resolvedPath()).deletingLastPathComponent()
-                    .appendingPathComponent("keyring/key-events.jsonl").path
-            }
             let first = try KeyFormat.readPublicKey(path: firstKey)
-            let events = try await FileKeyEventLog(path: path).readAll()
+            let events: [SignedStatement]
+            if let keyEvents {
+                events = try await FileKeyEventLog(path: keyEvents).readAll()
+            } else {
+                let configuration = try CountersignConfiguration.load(path: try config.resolvedPath())
+                var logger = Logger(label: "countersign.keys")
+                logger.logLevel = .error
+                let ledger = try Ledger(database: configuration.database, settings: configuration.ledger,
+                                        role: configuration.database.reader != nil ? .reader : .writer, logger: logger)
+                let task = Task { await ledger.run() }
+                defer { task.cancel() }
+                events = try await LedgerKeyEventLog(ledger: ledger).readAll()
+            }
             do {
                 let set = try KeyChain.verify(firstKeySPKI: first, events: events)
                 print("OK: \(events.count) key events verify from first key \(KeyID.of(spkiDER: first))")
@@ -293,9 +371,7 @@ extension Keys {
                 guard let a = KeyAlgorithm(rawValue: $0) else { throw ValidationError("unknown algorithm \($0)") }
                 return a
             }
-            let (custodian, signer, _, _) = try await keyring.open()
-            defer { signer.shutdown() }
-            let p = try await custodian.propose(by: officer, reason: reason, algorithm: algo)
+            let p = try await keyring.with(writing: true) { try await $0.custodian.propose(by: officer, reason: reason, algorithm: algo) }
             print("proposal \(p.proposalID)")
             print("  by \(p.proposedBy), new key \(p.algorithm), expires \(KeyFormat.date(p.expiresAtUnixMs))")
             print("Another officer approves it: countersign keys approve-rotation --officer <id> \(p.proposalID)")
@@ -318,9 +394,7 @@ extension Keys {
         @Argument(help: "The proposal id printed by propose-rotation.") var proposalID: String
 
         func run() async throws {
-            let (custodian, signer, _, _) = try await keyring.open()
-            defer { signer.shutdown() }
-            let r = try await custodian.approve(proposalID: proposalID, by: officer)
+            let r = try await keyring.with(writing: true) { try await $0.custodian.approve(proposalID: proposalID, by: officer) }
             print("rotated: new active key \(r.newKey?.keyID ?? "?") (\(r.newKey?.algorithm ?? "?"))")
             if let t = r.transition { print("  transition signed by \(t.signatures.map(\.keyID).joined(separator: " and "))") }
         }
