@@ -186,7 +186,13 @@ struct KeyringKeeper: Service {
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.keepLoaded() }
-                group.addTask { await self.custodian.runRotationScheduler() }
+                group.addTask {
+                    // The scheduler starts once the keyring is loaded (a rotation needs the chain).
+                    while await self.custodian.activeKey == nil {
+                        guard (try? await Task.sleep(for: .milliseconds(500))) != nil else { return }
+                    }
+                    await self.custodian.runRotationScheduler()
+                }
                 await group.waitForAll()
             }
         }

@@ -104,7 +104,11 @@ public final class PolicySource: Service, Sendable {
 
     /// Watches the file until shutdown.
     public func run() async throws {
-        guard file != nil else { return }
+        guard file != nil else {
+            // Nothing to watch; a service that returns early would stop the node.
+            try? await gracefulShutdown()
+            return
+        }
         await cancelWhenGracefulShutdown {
             while (try? await Task.sleep(for: self.pollInterval)) != nil {
                 self.reload()
