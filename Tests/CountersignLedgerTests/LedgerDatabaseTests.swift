@@ -194,6 +194,11 @@ import Testing
                 #expect(lease.holder == "node-b" && lease.epoch == lb.epoch && lease.isLive)
                 let renewed = try await b.renewLease(ttl: .seconds(60))
                 #expect(renewed.expiresAt > lb.expiresAt)
+                // Given back, the lease is free at once (not after its 60 s), and B's appends stop.
+                try await b.releaseLease()
+                await #expect { try await b.append(try await signer.entry(4)) } throws: { ($0 as? LedgerError)?.code == .leaseLost }
+                #expect(try await a.acquireLease(holder: "node-a", ttl: .seconds(30)).epoch == lb.epoch + 1)
+                #expect(try await a.append(try await signer.entry(5)) == 2)
             }
         }
     }
