@@ -203,6 +203,30 @@ import Testing
         }
     }
 
+    /// A node that takes the lease again after another holder appended starts from the tree as
+    /// committed, not from the right edge it had cached: its first append succeeds.
+    @Test func aNewLeaseStartsFromTheCommittedTree() async throws {
+        try await TokenTestSigner.with { signer in
+            try await TestDatabase.withFresh { db in
+                let a = try Ledger(database: db.settings, logger: TestEnvironment.logger)
+                let b = try Ledger(database: db.settings, logger: TestEnvironment.logger)
+                let ta = Task { await a.run() }
+                let tb = Task { await b.run() }
+                defer { ta.cancel(); tb.cancel() }
+                try await a.acquireLease(holder: "node-a", ttl: .milliseconds(300))
+                #expect(try await a.append(try await signer.entry(0)) == 0)
+                try await Task.sleep(for: .milliseconds(400))
+                try await b.acquireLease(holder: "node-b", ttl: .seconds(30))
+                #expect(try await b.append(try await signer.entry(1)) == 1)
+                try await b.releaseLease()
+                try await a.acquireLease(holder: "node-a", ttl: .seconds(30))
+                #expect(try await a.append(try await signer.entry(2)) == 2)
+                let report = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: nil, logger: TestEnvironment.logger)
+                #expect(report.problem == nil && report.entries == 3)
+            }
+        }
+    }
+
     @Test func deadDatabaseGivesAClearErrorQuickly() async throws {
         var settings = TestEnvironment.settings(database: "countersign")
         settings.endpoint = .unixSocket(directory: "/nonexistent-\(UUID())", port: 5432)
