@@ -46,7 +46,11 @@ actor BatchWriter {
         self.logger = logger
     }
 
-    func setEpoch(_ epoch: UInt64?) { self.epoch = epoch }
+    /// A new epoch drops the cached right edge: another holder may have appended in between.
+    func setEpoch(_ epoch: UInt64?) {
+        if epoch != self.epoch { tree = nil }
+        self.epoch = epoch
+    }
 
     /// The committed tree size and right edge known to this writer, if any.
     var committedTree: CompactRange? { tree }

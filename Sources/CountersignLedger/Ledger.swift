@@ -48,6 +48,9 @@ public final class Ledger: Sendable {
     let writer: BatchWriter
     let checkpointWake: AsyncStream<Void>.Continuation
     let checkpointRequests: AsyncStream<Void>
+    /// Set by ``run()`` as it starts the pool: reads wait for it, since PostgresClient wants its
+    /// `run()` under way before a connection is leased (else it logs "run() hasn't been called").
+    let poolRunning = Flag()
 
     /// - Parameters:
     ///   - database: where the ledger is and the logins.
@@ -71,10 +74,15 @@ public final class Ledger: Sendable {
     }
 
     /// Runs the read pool, the batch writer and, with a signer, the checkpointer, until the task
-    /// is cancelled. Queued appends then fail with `unavailable`.
+    /// is cancelled. Queued appends then fail with `unavailable`. Reads made before it starts wait
+    /// for it (within ``Options/timeout``).
     public func run() async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.client.run() }
+            group.addTask {
+                // Nothing suspends between setting the flag and PostgresClient.run() marking itself running.
+                self.poolRunning.set()
+                await self.client.run()
+            }
             if role == .writer {
                 group.addTask { await self.writer.run() }
                 if signer != nil {
@@ -83,6 +91,16 @@ public final class Ledger: Sendable {
             }
             await group.next()
             group.cancelAll()
+        }
+    }
+
+    /// Runs the ledger (``run()``) for as long as `body` takes, then stops it: for short-lived users
+    /// such as the command line.
+    public func withRunning<T>(_ body: () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await self.run() }
+            defer { group.cancelAll() }
+            return try await body()
         }
     }
 
@@ -152,6 +170,17 @@ public final class Ledger: Sendable {
             throw LedgerError(.leaseLost, "the lease of epoch \(epoch) was lost or expired")
         }
         return lease
+    }
+
+    /// Gives this node's lease up at once (it expires now, database clock), so that another holder
+    /// need not wait for its TTL; appends and checkpoints stop. Does nothing without a lease.
+    public func releaseLease() async throws {
+        guard let epoch = await writer.epoch else { return }
+        await writer.setEpoch(nil)
+        let ep = Int64(epoch)
+        try await read("releasing the lease") { c, l in
+            try await c.query("UPDATE lease SET expires_at = now() WHERE id = 1 AND epoch = \(ep) AND expires_at > now()", logger: l)
+        }
     }
 
     /// The lease row as it is now.
@@ -328,10 +357,11 @@ public final class Ledger: Sendable {
 
     /// Runs `body` on a pooled connection with the deadline of ``Options/timeout``, mapping errors.
     func read<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T {
-        let client = self.client, logger = self.logger
+        let client = self.client, logger = self.logger, running = self.poolRunning
         do {
             return try await withDeadline(options.timeout, what) {
-                try await client.withConnection { c in try await body(c, logger) }
+                while !running.isSet { try await Task.sleep(for: .milliseconds(1)) }
+                return try await client.withConnection { c in try await body(c, logger) }
             }
         } catch {
             throw Database.map(error, what)

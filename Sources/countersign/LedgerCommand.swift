@@ -1,6 +1,7 @@
 import ArgumentParser
 import CountersignConfig
 import CountersignLedger
+import CountersignSigner
 import CountersignVerify
 import Foundation
 import Logging
@@ -24,7 +25,11 @@ struct LedgerCommand: AsyncParsableCommand {
     }
 
     static func fail(_ error: any Error) -> ExitCode {
-        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        fail("\(error)")
+    }
+
+    static func fail(_ message: String) -> ExitCode {
+        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
         return ExitCode(2)
     }
 
@@ -176,15 +181,16 @@ struct LedgerCommand: AsyncParsableCommand {
             let cfg = try LedgerCommand.load(config)
             do {
                 let ledger = try Ledger(database: cfg.database, settings: cfg.ledger, role: .reader, logger: LedgerCommand.logger)
-                let task = Task { await ledger.run() }
-                defer { task.cancel() }
-                let checkpoint = try? await ledger.getCheckpoint()
-                guard let size = treeSize ?? checkpoint?.treeSize else {
-                    throw LedgerError(.notFound, "no checkpoint yet: give --tree-size")
+                let (checkpoint, size, entry, proof, root) = try await ledger.withRunning {
+                    let checkpoint = try? await ledger.getCheckpoint()
+                    guard let size = treeSize ?? checkpoint?.treeSize else {
+                        throw LedgerError(.notFound, "no checkpoint yet: give --tree-size")
+                    }
+                    let entry = try await ledger.entry(at: index)
+                    let proof = try await ledger.proveInclusion(index: index, treeSize: size)
+                    let root = try await ledger.rootHash(treeSize: size)
+                    return (checkpoint, size, entry, proof, root)
                 }
-                let entry = try await ledger.entry(at: index)
-                let proof = try await ledger.proveInclusion(index: index, treeSize: size)
-                let root = try await ledger.rootHash(treeSize: size)
                 var object: [String: Any] = [
                     "index": index,
                     "tree_size": size,
@@ -212,19 +218,109 @@ struct LedgerCommand: AsyncParsableCommand {
     struct CheckpointCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "checkpoint",
-            abstract: "Print the newest signed checkpoint (text, signature, key id).",
-            discussion: "Checkpoints are made by the running server's checkpointer (and on demand through it), signed by the token.")
+            abstract: "Print the newest signed checkpoint, or sign a new one of the ledger as it is now (--sign).",
+            discussion: """
+                Without --sign it reads the database with the reader role (database.reader) and prints the \
+                newest checkpoint: the exact signed text (origin, tree size, base64 root hash), then a line with \
+                its payload type, key id and base64 signature.
+
+                The database accepts a checkpoint only with the epoch of the live ledger lease (the same fence \
+                as appends). While a node holds the lease, only that node can add one: its checkpointer signs a \
+                checkpoint at most ledger.checkpoint_interval_ms after every new entry, so the newest one is never \
+                further behind than that; GetCheckpoint (countersign's Audit service) and this command serve it.
+
+                With --sign, for a ledger that no node is serving (after a shutdown, before a verify or an \
+                export): it opens the token (token.*) and the keyring (the active key signs), takes the free \
+                lease for a moment under its own holder name (this bumps the epoch), signs and stores a \
+                checkpoint of every committed entry with the writer role (database.writer), gives the lease \
+                back, and prints the checkpoint. It refuses while a node holds the lease.
+                """)
         @OptionGroup var config: ConfigOption
+        @Flag(name: .long, help: "Sign a checkpoint of the ledger as it is now (needs the token and the writer role; refused while a node holds the lease).")
+        var sign = false
+        @Option(name: .customLong("key-events"), help: ArgumentHelp(
+            "Key-event log of the keyring, with --sign.", discussion: "Default: keyring/key-events.jsonl in the configuration file's folder."))
+        var keyEvents: String?
 
         func run() async throws {
-            let cfg = try LedgerCommand.load(config)
+            let path = try config.resolvedPath()
+            let cfg = try CountersignConfiguration.load(path: path)
+            if sign {
+                let logPath = keyEvents ?? URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("keyring/key-events.jsonl").path
+                try await signNow(cfg, keyEvents: logPath)
+                return
+            }
             do {
                 let ledger = try Ledger(database: cfg.database, settings: cfg.ledger, role: .reader, logger: LedgerCommand.logger)
-                let task = Task { await ledger.run() }
-                defer { task.cancel() }
-                let cp = try await ledger.getCheckpoint()
-                print(String(decoding: cp.body, as: UTF8.self), terminator: "")
-                print("— \(cp.payloadType) key \(cp.keyID) signature \(Data(cp.signature).base64EncodedString())")
+                Self.show(try await ledger.withRunning { try await ledger.getCheckpoint() })
+            } catch let e as LedgerError where e.code == .notFound {
+                throw LedgerCommand.fail("""
+                    no checkpoint yet: a serving node signs one at most ledger.checkpoint_interval_ms after the first \
+                    entry; with no node serving, `countersign ledger checkpoint --sign` signs one
+                    """)
+            } catch {
+                throw LedgerCommand.fail(error)
+            }
+        }
+
+        static func show(_ cp: StoredCheckpoint) {
+            print(String(decoding: cp.body, as: UTF8.self), terminator: "")
+            print("— \(cp.payloadType) key \(cp.keyID) signature \(Data(cp.signature).base64EncodedString())")
+        }
+
+        func signNow(_ cfg: CountersignConfiguration, keyEvents: String) async throws {
+            var logger = Logger(label: "countersign.ledger") { StreamLogHandler.standardError(label: $0) }
+            logger.logLevel = .error
+            let signer: TokenSigner
+            do {
+                signer = try TokenSigner(settings: cfg.token, logger: logger)
+            } catch {
+                throw LedgerCommand.fail(error)
+            }
+            defer { signer.shutdown() }
+            let availability = await signer.waitUntilAvailable(timeoutSeconds: 5)
+            guard availability.isAvailable else {
+                throw LedgerCommand.fail(LedgerError(.unavailable, "the token '\(cfg.token.tokenLabel)' is \(availability)"))
+            }
+            do {
+                try await KeyCustodian(signer: signer, log: FileKeyEventLog(path: keyEvents), settings: cfg.token, logger: logger).load()
+                _ = try await signer.activeKeyID
+            } catch {
+                throw LedgerCommand.fail("the keyring (\(keyEvents)) gives no active key: \(error)")
+            }
+            do {
+                let ledger = try Ledger(database: cfg.database, settings: cfg.ledger, role: .writer, signer: signer, logger: LedgerCommand.logger)
+                let holder = "countersign ledger checkpoint (\(cfg.node.name), pid \(getpid()))"
+                let (checkpoint, made) = try await ledger.withRunning { () async throws -> (StoredCheckpoint, Bool) in
+                    let size = try await ledger.size()
+                    if let latest = try? await ledger.getCheckpoint(), latest.treeSize >= size { return (latest, false) }
+                    let lease = try await ledger.currentLease()
+                    if lease.isLive {
+                        throw LedgerCommand.fail("""
+                            node '\(lease.holder)' holds the ledger lease (epoch \(lease.epoch), until \(lease.expiresAt)); the database \
+                            accepts a checkpoint only with the live lease's epoch, so only that node can sign one. Its checkpointer \
+                            signs one at most \(cfg.ledger.checkpointIntervalMs) ms after every new entry: run \
+                            `countersign ledger checkpoint` (without --sign) to print the newest, or call GetCheckpoint.
+                            """)
+                    }
+                    do {
+                        _ = try await ledger.acquireLease(holder: holder, ttl: .seconds(30))
+                    } catch let e as LedgerError where e.code == .leaseLost {
+                        throw LedgerCommand.fail("a node took the ledger lease just now; it makes the checkpoints: \(e.message)")
+                    }
+                    do {
+                        let made = try await ledger.checkpoint()
+                        try await ledger.releaseLease()
+                        return (made, true)
+                    } catch {
+                        try? await ledger.releaseLease()
+                        throw error
+                    }
+                }
+                if !made { FileHandle.standardError.write(Data("the newest checkpoint already covers every entry: none signed\n".utf8)) }
+                Self.show(checkpoint)
+            } catch let e as ExitCode {
+                throw e
             } catch {
                 throw LedgerCommand.fail(error)
             }

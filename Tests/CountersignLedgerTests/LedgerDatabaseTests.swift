@@ -16,176 +16,214 @@ import Testing
     }
 
     @Test func appendsGetGaplessIndicesAndProofsVerify() async throws {
-        let signer = SoftwareSigner()
-        try await TestDatabase.withFresh { db in
-            try await db.withLedger(signer: signer) { ledger in
-                var leaves: [[UInt8]] = []
-                var index: UInt64 = 0
-                // Single appends and batches mixed.
-                for n in 0..<300 {
-                    if n % 7 == 0 {
-                        let batch = (0..<3).map { signer.entry(n * 10 + $0) }
-                        let got = try await ledger.append(contentsOf: batch)
-                        #expect(got == [index, index + 1, index + 2])
-                        index += 3
-                        leaves += batch.map { Merkle.leafHash($0.statement.payload) }
-                    } else {
-                        let e = signer.entry(n * 10)
-                        #expect(try await ledger.append(e) == index)
-                        index += 1
-                        leaves.append(Merkle.leafHash(e.statement.payload))
+        try await TokenTestSigner.with { signer in
+            try await TestDatabase.withFresh { db in
+                try await db.withLedger(signer: signer.token) { ledger in
+                    var leaves: [[UInt8]] = []
+                    var index: UInt64 = 0
+                    // Single appends and batches mixed.
+                    for n in 0..<300 {
+                        if n % 7 == 0 {
+                            var batch: [LedgerEntry] = []
+                            for j in 0..<3 { batch.append(try await signer.entry(n * 10 + j)) }
+                            let got = try await ledger.append(contentsOf: batch)
+                            #expect(got == [index, index + 1, index + 2])
+                            index += 3
+                            leaves += batch.map { Merkle.leafHash($0.statement.payload) }
+                        } else {
+                            let e = try await signer.entry(n * 10)
+                            #expect(try await ledger.append(e) == index)
+                            index += 1
+                            leaves.append(Merkle.leafHash(e.statement.payload))
+                        }
                     }
-                }
-                let size = try await ledger.size()
-                #expect(size == index)
-                var roots: [[UInt8]] = [Merkle.emptyRoot]
-                var range = CompactRange()
-                for l in leaves {
-                    range.append(leafHash: l)
-                    roots.append(range.root)
-                }
-                #expect(try await ledger.rootHash(treeSize: size) == roots[Int(size)])
-                for n in 1...300 {
-                    let ms: [Int] = n <= 40 ? Array(0..<n) : [0, n / 3, n / 2, n - 1, Int.random(in: 0..<n)]
-                    for m in ms {
-                        let proof = try await ledger.proveInclusion(index: UInt64(m), treeSize: UInt64(n))
-                        try Merkle.verifyInclusion(leafHash: leaves[m], index: UInt64(m), treeSize: UInt64(n), proof: proof, root: roots[n])
+                    let size = try await ledger.size()
+                    #expect(size == index)
+                    var roots: [[UInt8]] = [Merkle.emptyRoot]
+                    var range = CompactRange()
+                    for l in leaves {
+                        range.append(leafHash: l)
+                        roots.append(range.root)
                     }
-                    let f = Int.random(in: 1...n)
-                    let cproof = try await ledger.proveConsistency(first: UInt64(f), second: UInt64(n))
-                    try Merkle.verifyConsistency(firstSize: UInt64(f), secondSize: UInt64(n), firstRoot: roots[f], secondRoot: roots[n], proof: cproof)
+                    #expect(try await ledger.rootHash(treeSize: size) == roots[Int(size)])
+                    for n in 1...300 {
+                        let ms: [Int] = n <= 40 ? Array(0..<n) : [0, n / 3, n / 2, n - 1, Int.random(in: 0..<n)]
+                        for m in ms {
+                            let proof = try await ledger.proveInclusion(index: UInt64(m), treeSize: UInt64(n))
+                            try Merkle.verifyInclusion(leafHash: leaves[m], index: UInt64(m), treeSize: UInt64(n), proof: proof, root: roots[n])
+                        }
+                        let f = Int.random(in: 1...n)
+                        let cproof = try await ledger.proveConsistency(first: UInt64(f), second: UInt64(n))
+                        try Merkle.verifyConsistency(firstSize: UInt64(f), secondSize: UInt64(n), firstRoot: roots[f], secondRoot: roots[n], proof: cproof)
+                    }
+                    // Out of range is a typed error.
+                    for (i, n) in [(size, size), (0, size + 1), (5, 3)] {
+                        await #expect { try await ledger.proveInclusion(index: i, treeSize: n) } throws: { ($0 as? LedgerError)?.code == .outOfRange }
+                    }
+                    await #expect { try await ledger.proveConsistency(first: 0, second: 3) } throws: { ($0 as? LedgerError)?.code == .outOfRange }
+                    await #expect { try await ledger.proveConsistency(first: 3, second: size + 1) } throws: { ($0 as? LedgerError)?.code == .outOfRange }
+                    // A checkpoint on demand, then the whole ledger verifies, from the database and from an export.
+                    let cp = try await ledger.checkpoint()
+                    #expect(cp.treeSize == size)
+                    #expect(cp.rootHash == roots[Int(size)])
+                    let got = try await ledger.getCheckpoint()
+                    #expect(got == cp)
+                    let parsed = try Checkpoint(parsing: got.body)
+                    #expect(parsed.origin == "test.local/ledger" && parsed.treeSize == size)
+                    try signer.trusted.verify(got.statement)
+                    let report = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: "test.local/ledger", logger: TestEnvironment.logger)
+                    #expect(report.problem == nil)
+                    #expect(report.entries == size && report.checkpoints == 1)
+                    // Trusting another key of the same token instead, the first entry already fails.
+                    let stranger = try await signer.newKey()
+                    let untrusted = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: stranger.trusted, origin: "test.local/ledger", logger: TestEnvironment.logger)
+                    #expect(untrusted.problem?.index == 0)
+                    let path = NSTemporaryDirectory() + "ledger-export-\(UUID()).txt"
+                    FileManager.default.createFile(atPath: path, contents: nil)
+                    let handle = try #require(FileHandle(forWritingAtPath: path))
+                    let exported = try await LedgerAudit.export(database: db.settings, to: handle, logger: TestEnvironment.logger)
+                    try handle.close()
+                    #expect(exported.entries == size)
+                    let fileReport = try LedgerAudit.verifyFile(path: path, trustedKeys: signer.trusted, origin: "test.local/ledger")
+                    #expect(fileReport.problem == nil)
+                    #expect(fileReport.root == roots[Int(size)])
+                    try? FileManager.default.removeItem(atPath: path)
                 }
-                // Out of range is a typed error.
-                for (i, n) in [(size, size), (0, size + 1), (5, 3)] {
-                    await #expect { try await ledger.proveInclusion(index: i, treeSize: n) } throws: { ($0 as? LedgerError)?.code == .outOfRange }
-                }
-                await #expect { try await ledger.proveConsistency(first: 0, second: 3) } throws: { ($0 as? LedgerError)?.code == .outOfRange }
-                await #expect { try await ledger.proveConsistency(first: 3, second: size + 1) } throws: { ($0 as? LedgerError)?.code == .outOfRange }
-                // A checkpoint on demand, then the whole ledger verifies, from the database and from an export.
-                let cp = try await ledger.checkpoint()
-                #expect(cp.treeSize == size)
-                #expect(cp.rootHash == roots[Int(size)])
-                let got = try await ledger.getCheckpoint()
-                #expect(got == cp)
-                let parsed = try Checkpoint(parsing: got.body)
-                #expect(parsed.origin == "test.local/ledger" && parsed.treeSize == size)
-                try signer.trusted.verify(got.statement)
-                let report = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: "test.local/ledger", logger: TestEnvironment.logger)
-                #expect(report.problem == nil)
-                #expect(report.entries == size && report.checkpoints == 1)
-                let path = NSTemporaryDirectory() + "ledger-export-\(UUID()).txt"
-                FileManager.default.createFile(atPath: path, contents: nil)
-                let handle = try #require(FileHandle(forWritingAtPath: path))
-                let exported = try await LedgerAudit.export(database: db.settings, to: handle, logger: TestEnvironment.logger)
-                try handle.close()
-                #expect(exported.entries == size)
-                let fileReport = try LedgerAudit.verifyFile(path: path, trustedKeys: signer.trusted, origin: "test.local/ledger")
-                #expect(fileReport.problem == nil)
-                #expect(fileReport.root == roots[Int(size)])
-                try? FileManager.default.removeItem(atPath: path)
             }
         }
     }
 
     @Test func latestFindsTheNewestEntryOfAKindForARequest() async throws {
-        let signer = SoftwareSigner()
-        try await TestDatabase.withFresh { db in
-            try await db.withLedger { ledger in
-                _ = try await ledger.append(signer.entry(1, requestID: "r-1"))
-                let second = signer.entry(2, requestID: "r-1")
-                let i2 = try await ledger.append(second)
-                _ = try await ledger.append(signer.entry(3, kind: .refusal, requestID: "r-1"))
-                _ = try await ledger.append(signer.entry(4, requestID: "r-2"))
-                let latest = try #require(try await ledger.latest(kind: .decision, requestID: "r-1"))
-                #expect(latest.index == i2)
-                #expect(latest.statement == second.statement)
-                #expect(latest.leafHash == Merkle.leafHash(second.statement.payload))
-                #expect(try await ledger.latest(kind: .execution, requestID: "r-1") == nil)
-                #expect(try await ledger.latest(kind: .decision, requestID: "nope") == nil)
-                #expect(try await ledger.entry(at: i2).statement == second.statement)
+        try await TokenTestSigner.with { signer in
+            try await TestDatabase.withFresh { db in
+                try await db.withLedger { ledger in
+                    _ = try await ledger.append(try await signer.entry(1, requestID: "r-1"))
+                    let second = try await signer.entry(2, requestID: "r-1")
+                    let i2 = try await ledger.append(second)
+                    _ = try await ledger.append(try await signer.entry(3, kind: .refusal, requestID: "r-1"))
+                    _ = try await ledger.append(try await signer.entry(4, requestID: "r-2"))
+                    let latest = try #require(try await ledger.latest(kind: .decision, requestID: "r-1"))
+                    #expect(latest.index == i2)
+                    #expect(latest.statement == second.statement)
+                    #expect(latest.leafHash == Merkle.leafHash(second.statement.payload))
+                    #expect(try await ledger.latest(kind: .execution, requestID: "r-1") == nil)
+                    #expect(try await ledger.latest(kind: .decision, requestID: "nope") == nil)
+                    #expect(try await ledger.entry(at: i2).statement == second.statement)
+                }
             }
         }
     }
 
     @Test func writerAndReaderCannotChangeHistory() async throws {
-        let signer = SoftwareSigner()
-        try await TestDatabase.withFresh { db in
-            try await db.withLedger(signer: signer) { ledger in
-                for n in 0..<4 { _ = try await ledger.append(signer.entry(n)) }
-                try await ledger.checkpoint()
-            }
-            let attempts = [
-                "UPDATE entries SET owner = 'mallory' WHERE idx = 1",
-                "DELETE FROM entries WHERE idx = 3",
-                "TRUNCATE entries",
-                "UPDATE merkle_nodes SET hash = hash",
-                "DELETE FROM merkle_nodes",
-                "TRUNCATE merkle_nodes",
-                "UPDATE checkpoints SET key_id = 'x'",
-                "DELETE FROM checkpoints",
-                "TRUNCATE checkpoints",
-                "DELETE FROM lease",
-                "TRUNCATE lease",
-                "UPDATE lease SET epoch = 0",
-                "SET session_replication_role = replica",
-            ]
-            for role in [DatabaseRole.writer, .reader] {
-                for sql in attempts {
-                    await #expect(throws: (any Error).self, "\(role) ran \(sql)") { try await db.run(as: role, sql) }
+        try await TokenTestSigner.with { signer in
+            try await TestDatabase.withFresh { db in
+                try await db.withLedger(signer: signer.token) { ledger in
+                    for n in 0..<4 { _ = try await ledger.append(try await signer.entry(n)) }
+                    try await ledger.checkpoint()
                 }
+                let attempts = [
+                    "UPDATE entries SET owner = 'mallory' WHERE idx = 1",
+                    "DELETE FROM entries WHERE idx = 3",
+                    "TRUNCATE entries",
+                    "UPDATE merkle_nodes SET hash = hash",
+                    "DELETE FROM merkle_nodes",
+                    "TRUNCATE merkle_nodes",
+                    "UPDATE checkpoints SET key_id = 'x'",
+                    "DELETE FROM checkpoints",
+                    "TRUNCATE checkpoints",
+                    "DELETE FROM lease",
+                    "TRUNCATE lease",
+                    "UPDATE lease SET epoch = 0",
+                    "SET session_replication_role = replica",
+                ]
+                for role in [DatabaseRole.writer, .reader] {
+                    for sql in attempts {
+                        await #expect(throws: (any Error).self, "\(role) ran \(sql)") { try await db.run(as: role, sql) }
+                    }
+                }
+                // The owner may bypass privileges, but the ENABLE ALWAYS triggers still refuse, even as a replica session.
+                for sql in ["UPDATE entries SET owner = 'mallory' WHERE idx = 1", "DELETE FROM entries WHERE idx = 3", "TRUNCATE entries"] {
+                    await #expect(throws: (any Error).self, "owner ran \(sql)") { try await db.run(as: .owner, sql) }
+                }
+                await #expect(throws: (any Error).self) {
+                    try await db.superuser("SET session_replication_role = replica; DELETE FROM entries WHERE idx = 3")
+                }
+                let report = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: nil, logger: TestEnvironment.logger)
+                #expect(report.problem == nil && report.entries == 4)
             }
-            // The owner may bypass privileges, but the ENABLE ALWAYS triggers still refuse, even as a replica session.
-            for sql in ["UPDATE entries SET owner = 'mallory' WHERE idx = 1", "DELETE FROM entries WHERE idx = 3", "TRUNCATE entries"] {
-                await #expect(throws: (any Error).self, "owner ran \(sql)") { try await db.run(as: .owner, sql) }
-            }
-            await #expect(throws: (any Error).self) {
-                try await db.superuser("SET session_replication_role = replica; DELETE FROM entries WHERE idx = 3")
-            }
-            let report = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: nil, logger: TestEnvironment.logger)
-            #expect(report.problem == nil && report.entries == 4)
         }
     }
 
     @Test func staleEpochIsRejectedByTheDatabase() async throws {
-        let signer = SoftwareSigner()
-        try await TestDatabase.withFresh { db in
-            let a = try Ledger(database: db.settings, logger: TestEnvironment.logger)
-            let b = try Ledger(database: db.settings, logger: TestEnvironment.logger)
-            let ta = Task { await a.run() }
-            let tb = Task { await b.run() }
-            defer { ta.cancel(); tb.cancel() }
-            // No lease: refused before the database is asked.
-            await #expect { try await a.append(signer.entry(0)) } throws: { ($0 as? LedgerError)?.code == .leaseLost }
-            let la = try await a.acquireLease(holder: "node-a", ttl: .milliseconds(300))
-            #expect(try await a.append(signer.entry(1)) == 0)
-            // B cannot take a live lease.
-            await #expect { try await b.acquireLease(holder: "node-b", ttl: .seconds(30)) } throws: { ($0 as? LedgerError)?.code == .leaseLost }
-            try await Task.sleep(for: .milliseconds(400))
-            let lb = try await b.acquireLease(holder: "node-b", ttl: .seconds(30))
-            #expect(lb.epoch == la.epoch + 1)
-            // A still believes it holds epoch la.epoch: the database refuses it.
-            await #expect { try await a.append(signer.entry(2)) } throws: { ($0 as? LedgerError)?.code == .staleEpoch }
-            await #expect { try await a.renewLease(ttl: .seconds(1)) } throws: { ($0 as? LedgerError)?.code == .leaseLost }
-            #expect(try await b.append(signer.entry(3)) == 1)
-            // Directly in SQL as the writer: a stale epoch is refused by the trigger.
-            let leaf = Merkle.leafHash(Array("x".utf8))
-            await #expect(throws: (any Error).self) {
-                try await db.run(as: .writer, """
-                    INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner, epoch, leaf_hash)
-                    VALUES (2, 'decision', 't', 'x'::bytea, ''::bytea, 'k', 'a', 'o', \(la.epoch), '\\x\(Hex.encode(leaf))'::bytea)
-                    """)
+        try await TokenTestSigner.with { signer in
+            try await TestDatabase.withFresh { db in
+                let a = try Ledger(database: db.settings, logger: TestEnvironment.logger)
+                let b = try Ledger(database: db.settings, logger: TestEnvironment.logger)
+                let ta = Task { await a.run() }
+                let tb = Task { await b.run() }
+                defer { ta.cancel(); tb.cancel() }
+                // No lease: refused before the database is asked.
+                await #expect { try await a.append(try await signer.entry(0)) } throws: { ($0 as? LedgerError)?.code == .leaseLost }
+                let la = try await a.acquireLease(holder: "node-a", ttl: .milliseconds(300))
+                #expect(try await a.append(try await signer.entry(1)) == 0)
+                // B cannot take a live lease.
+                await #expect { try await b.acquireLease(holder: "node-b", ttl: .seconds(30)) } throws: { ($0 as? LedgerError)?.code == .leaseLost }
+                try await Task.sleep(for: .milliseconds(400))
+                let lb = try await b.acquireLease(holder: "node-b", ttl: .seconds(30))
+                #expect(lb.epoch == la.epoch + 1)
+                // A still believes it holds epoch la.epoch: the database refuses it.
+                await #expect { try await a.append(try await signer.entry(2)) } throws: { ($0 as? LedgerError)?.code == .staleEpoch }
+                await #expect { try await a.renewLease(ttl: .seconds(1)) } throws: { ($0 as? LedgerError)?.code == .leaseLost }
+                #expect(try await b.append(try await signer.entry(3)) == 1)
+                // Directly in SQL as the writer: a stale epoch is refused by the trigger.
+                let leaf = Merkle.leafHash(Array("x".utf8))
+                await #expect(throws: (any Error).self) {
+                    try await db.run(as: .writer, """
+                        INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner, epoch, leaf_hash)
+                        VALUES (2, 'decision', 't', 'x'::bytea, ''::bytea, 'k', 'a', 'o', \(la.epoch), '\\x\(Hex.encode(leaf))'::bytea)
+                        """)
+                }
+                // A gap is refused too, even with the right epoch.
+                await #expect(throws: (any Error).self) {
+                    try await db.run(as: .writer, """
+                        INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner, epoch, leaf_hash)
+                        VALUES (5, 'decision', 't', 'x'::bytea, ''::bytea, 'k', 'a', 'o', \(lb.epoch), '\\x\(Hex.encode(leaf))'::bytea)
+                        """)
+                }
+                let lease = try await b.currentLease()
+                #expect(lease.holder == "node-b" && lease.epoch == lb.epoch && lease.isLive)
+                let renewed = try await b.renewLease(ttl: .seconds(60))
+                #expect(renewed.expiresAt > lb.expiresAt)
+                // Given back, the lease is free at once (not after its 60 s), and B's appends stop.
+                try await b.releaseLease()
+                await #expect { try await b.append(try await signer.entry(4)) } throws: { ($0 as? LedgerError)?.code == .leaseLost }
+                #expect(try await a.acquireLease(holder: "node-a", ttl: .seconds(30)).epoch == lb.epoch + 1)
+                #expect(try await a.append(try await signer.entry(5)) == 2)
             }
-            // A gap is refused too, even with the right epoch.
-            await #expect(throws: (any Error).self) {
-                try await db.run(as: .writer, """
-                    INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner, epoch, leaf_hash)
-                    VALUES (5, 'decision', 't', 'x'::bytea, ''::bytea, 'k', 'a', 'o', \(lb.epoch), '\\x\(Hex.encode(leaf))'::bytea)
-                    """)
+        }
+    }
+
+    /// A node that takes the lease again after another holder appended starts from the tree as
+    /// committed, not from the right edge it had cached: its first append succeeds.
+    @Test func aNewLeaseStartsFromTheCommittedTree() async throws {
+        try await TokenTestSigner.with { signer in
+            try await TestDatabase.withFresh { db in
+                let a = try Ledger(database: db.settings, logger: TestEnvironment.logger)
+                let b = try Ledger(database: db.settings, logger: TestEnvironment.logger)
+                let ta = Task { await a.run() }
+                let tb = Task { await b.run() }
+                defer { ta.cancel(); tb.cancel() }
+                try await a.acquireLease(holder: "node-a", ttl: .milliseconds(300))
+                #expect(try await a.append(try await signer.entry(0)) == 0)
+                try await Task.sleep(for: .milliseconds(400))
+                try await b.acquireLease(holder: "node-b", ttl: .seconds(30))
+                #expect(try await b.append(try await signer.entry(1)) == 1)
+                try await b.releaseLease()
+                try await a.acquireLease(holder: "node-a", ttl: .seconds(30))
+                #expect(try await a.append(try await signer.entry(2)) == 2)
+                let report = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: nil, logger: TestEnvironment.logger)
+                #expect(report.problem == nil && report.entries == 3)
             }
-            let lease = try await b.currentLease()
-            #expect(lease.holder == "node-b" && lease.epoch == lb.epoch && lease.isLive)
-            let renewed = try await b.renewLease(ttl: .seconds(60))
-            #expect(renewed.expiresAt > lb.expiresAt)
         }
     }
 
@@ -205,45 +243,46 @@ import Testing
     /// are gapless and unique, every checkpoint taken along the way is consistent with the final
     /// tree, and the whole ledger verifies.
     @Test func eightConcurrentWritersStayGaplessAndConsistent() async throws {
-        let signer = SoftwareSigner()
-        try await TestDatabase.withFresh { db in
-            let settings = LedgerSettings(origin: "test.local/ledger", checkpointIntervalMs: 50)
-            try await db.withLedger(signer: signer, settings: settings) { ledger in
-                let perWriter = 10_000
-                let indices = try await withThrowingTaskGroup(of: [UInt64].self) { group in
-                    for w in 0..<8 {
-                        group.addTask {
-                            var got: [UInt64] = []
-                            got.reserveCapacity(perWriter)
-                            for n in 0..<perWriter {
-                                got.append(try await ledger.append(signer.entry(w * perWriter + n)))
+        try await TokenTestSigner.with(sessions: 4) { signer in
+            try await TestDatabase.withFresh { db in
+                let settings = LedgerSettings(origin: "test.local/ledger", checkpointIntervalMs: 50)
+                try await db.withLedger(signer: signer.token, settings: settings) { ledger in
+                    let perWriter = 10_000
+                    let indices = try await withThrowingTaskGroup(of: [UInt64].self) { group in
+                        for w in 0..<8 {
+                            group.addTask {
+                                var got: [UInt64] = []
+                                got.reserveCapacity(perWriter)
+                                for n in 0..<perWriter {
+                                    got.append(try await ledger.append(try await signer.entry(w * perWriter + n)))
+                                }
+                                #expect(got == got.sorted())
+                                return got
                             }
-                            #expect(got == got.sorted())
-                            return got
+                        }
+                        var all: [UInt64] = []
+                        for try await g in group { all += g }
+                        return all
+                    }
+                    #expect(indices.count == 80_000)
+                    #expect(indices.sorted() == Array(0..<80_000))
+                    try await ledger.checkpoint()
+                    let size = try await ledger.size()
+                    #expect(size == 80_000)
+                    let finalRoot = try await ledger.rootHash(treeSize: size)
+                    let checkpoints = try await db.checkpoints()
+                    #expect(checkpoints.count >= 3)
+                    for cp in checkpoints {
+                        try signer.trusted.verify(cp.statement)
+                        let proof = try await ledger.proveConsistency(first: max(cp.treeSize, 1), second: size)
+                        if cp.treeSize > 0 {
+                            try Merkle.verifyConsistency(firstSize: cp.treeSize, secondSize: size, firstRoot: cp.rootHash, secondRoot: finalRoot, proof: proof)
                         }
                     }
-                    var all: [UInt64] = []
-                    for try await g in group { all += g }
-                    return all
+                    let report = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: "test.local/ledger", logger: TestEnvironment.logger)
+                    #expect(report.problem == nil)
+                    #expect(report.entries == 80_000 && report.checkpoints == checkpoints.count)
                 }
-                #expect(indices.count == 80_000)
-                #expect(indices.sorted() == Array(0..<80_000))
-                try await ledger.checkpoint()
-                let size = try await ledger.size()
-                #expect(size == 80_000)
-                let finalRoot = try await ledger.rootHash(treeSize: size)
-                let checkpoints = try await db.checkpoints()
-                #expect(checkpoints.count >= 3)
-                for cp in checkpoints {
-                    try signer.trusted.verify(cp.statement)
-                    let proof = try await ledger.proveConsistency(first: max(cp.treeSize, 1), second: size)
-                    if cp.treeSize > 0 {
-                        try Merkle.verifyConsistency(firstSize: cp.treeSize, secondSize: size, firstRoot: cp.rootHash, secondRoot: finalRoot, proof: proof)
-                    }
-                }
-                let report = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: "test.local/ledger", logger: TestEnvironment.logger)
-                #expect(report.problem == nil)
-                #expect(report.entries == 80_000 && report.checkpoints == checkpoints.count)
             }
         }
     }

@@ -18,14 +18,16 @@ import Testing
         var testDescription: String { name }
     }
 
-    static let forgedKey = SoftwareSigner()
+    /// The attacker's key: a software key on purpose, since what it forges must come from outside
+    /// the token (the ledger's own statements and checkpoints are signed in the SoftHSM test token).
+    static let forgedKey = OutsideKey()
 
     static var cases: [Case] {
-        let forged = forgedKey.signNow(payloadType: PayloadType.decision, payload: Array("forged approval".utf8))
+        let forged = forgedKey.sign(payloadType: PayloadType.decision, payload: Array("forged approval".utf8))
         let forgedLeaf = Hex.encode(Merkle.leafHash(forged.payload))
         let fakeRoot = Array(repeating: UInt8(0xAB), count: 32)
         let fakeBody = Checkpoint(origin: "test.local/ledger", treeSize: 32, rootHash: fakeRoot).bytes
-        let fakeSig = forgedKey.signNow(payloadType: PayloadType.checkpoint, payload: fakeBody)
+        let fakeSig = forgedKey.sign(payloadType: PayloadType.checkpoint, payload: fakeBody)
         return [
             Case(name: "change a statement byte (leaf hash recomputed)",
                  sql: """
@@ -82,34 +84,35 @@ import Testing
     }
 
     @Test(arguments: cases) func verifyNamesTheTamperedIndex(_ c: Case) async throws {
-        let signer = SoftwareSigner()
-        try await TestDatabase.withFresh { db in
-            try await db.withLedger(signer: signer) { ledger in
-                for n in 0..<64 {
-                    _ = try await ledger.append(signer.entry(n))
-                    if (n + 1) % 8 == 0 { try await ledger.checkpoint() }
+        try await TokenTestSigner.with { signer in
+            try await TestDatabase.withFresh { db in
+                try await db.withLedger(signer: signer.token) { ledger in
+                    for n in 0..<64 {
+                        _ = try await ledger.append(try await signer.entry(n))
+                        if (n + 1) % 8 == 0 { try await ledger.checkpoint() }
+                    }
                 }
-            }
-            let clean = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: "test.local/ledger", logger: TestEnvironment.logger)
-            #expect(clean.problem == nil && clean.entries == 64 && clean.checkpoints == 8)
+                let clean = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: "test.local/ledger", logger: TestEnvironment.logger)
+                #expect(clean.problem == nil && clean.entries == 64 && clean.checkpoints == 8)
 
-            let tables = ["entries", "merkle_nodes", "checkpoints"]
-            let triggers = [
-                "entries": ["entries_00_contiguous", "entries_01_epoch", "entries_append_only", "entries_no_truncate"],
-                "merkle_nodes": ["merkle_nodes_append_only", "merkle_nodes_no_truncate"],
-                "checkpoints": ["checkpoints_00_size", "checkpoints_01_epoch", "checkpoints_append_only", "checkpoints_no_truncate"],
-            ]
-            let reenable = triggers.flatMap { table, names in names.map { "ALTER TABLE \(table) ENABLE ALWAYS TRIGGER \($0)" } }
-            try await db.superuser(tables.map { "ALTER TABLE \($0) DISABLE TRIGGER ALL" }.joined(separator: ";") + ";" + c.sql + ";"
-                                   + reenable.joined(separator: ";"))
-            if c.reappend > 0 {
-                try await db.withLedger(signer: signer) { ledger in
-                    for n in 0..<c.reappend { _ = try await ledger.append(signer.entry(1000 + n)) }
+                let tables = ["entries", "merkle_nodes", "checkpoints"]
+                let triggers = [
+                    "entries": ["entries_00_contiguous", "entries_01_epoch", "entries_append_only", "entries_no_truncate"],
+                    "merkle_nodes": ["merkle_nodes_append_only", "merkle_nodes_no_truncate"],
+                    "checkpoints": ["checkpoints_00_size", "checkpoints_01_epoch", "checkpoints_append_only", "checkpoints_no_truncate"],
+                ]
+                let reenable = triggers.flatMap { table, names in names.map { "ALTER TABLE \(table) ENABLE ALWAYS TRIGGER \($0)" } }
+                try await db.superuser(tables.map { "ALTER TABLE \($0) DISABLE TRIGGER ALL" }.joined(separator: ";") + ";" + c.sql + ";"
+                                       + reenable.joined(separator: ";"))
+                if c.reappend > 0 {
+                    try await db.withLedger(signer: signer.token) { ledger in
+                        for n in 0..<c.reappend { _ = try await ledger.append(try await signer.entry(1000 + n)) }
+                    }
                 }
+                let report = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: "test.local/ledger", logger: TestEnvironment.logger)
+                let problem = try #require(report.problem, "\(c.name) was not detected")
+                #expect(problem.index == c.expectedIndex, "\(c.name): \(problem)")
             }
-            let report = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: "test.local/ledger", logger: TestEnvironment.logger)
-            let problem = try #require(report.problem, "\(c.name) was not detected")
-            #expect(problem.index == c.expectedIndex, "\(c.name): \(problem)")
         }
     }
 }

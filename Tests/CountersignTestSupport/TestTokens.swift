@@ -74,6 +74,23 @@ public final class TestTokens: @unchecked Sendable {
         return try TokenSigner(settings: settings(label, sessions: sessions), options: Self.options, logger: logger)
     }
 
+    /// A signer on `label` with a new key pair generated inside that token and made active: a test's
+    /// own signing key (the product makes its first key by the key ceremony, `KeyCustodian.bootstrap`).
+    /// Shut the signer down when done; more keys for the same test come from `generateKey` on it.
+    public func signerWithNewKey(_ label: String, algorithm: KeyAlgorithm = .ecdsaP256, sessions: Int = 2) async throws -> (TokenSigner, TokenKey) {
+        let signer = try signer(label, sessions: sessions)
+        do {
+            let availability = await signer.waitUntilAvailable(timeoutSeconds: 10)
+            guard availability.isAvailable else { throw SignerError(.unavailable, "test token \(label): \(availability)") }
+            let key = try await signer.generateKey(algorithm: algorithm)
+            try signer.setActiveKey(key.keyID)
+            return (signer, key)
+        } catch {
+            signer.shutdown()
+            throw error
+        }
+    }
+
     public func folderPath(_ label: String) -> String { tokenDir + "/" + folders[label]! }
 }
 

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The ledger's command line against a real node: `ledger checkpoint` prints the newest checkpoint,
+# `ledger checkpoint --sign` signs one in the token when no node serves the ledger and refuses
+# (naming the holder) while one does, `ledger prove` prints a proof that the hand check of
+# docs/ledger.md accepts, and none of them prints PostgresNIO's "run() hasn't been called".
+# Uses a database of its own and the dev cluster, token, keyring and certificates.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LOCAL="$ROOT/.local"
+BIN="${COUNTERSIGN_BIN:-$ROOT/.build/debug/countersign}"
+work=$(mktemp -d); pid=""
+db="cs_cli_$$"
+config="$LOCAL/ledger-cli-$$.yaml"
+psql_super() {
+  PGPASSWORD=$(cat "$LOCAL/secrets/pg-superuser-password") psql -X -q -v ON_ERROR_STOP=1 -h "$LOCAL/pg/run" -U postgres "$@"
+}
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  wait 2>/dev/null
+  psql_super -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$work" "$config"
+}
+trap cleanup EXIT
+passed=0; failed=0
+check() { if [ "$2" = 0 ]; then passed=$((passed+1)); echo "  ok    $1"; else failed=$((failed+1)); echo "  FAIL  $1"; fi; }
+no_warning() { ! grep -q "hasn't been called" "$1"; echo $?; }
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+sed -e "s|^  listen: .*|  listen: 127.0.0.1:$port|" -e "s|^  advertise: .*|  advertise: 127.0.0.1:$port|" \
+    -e "s|^  name: .*|  name: cli-test|" -e "s|^  database: countersign$|  database: $db|" \
+    -e "/^  metrics_listen:/d" "$LOCAL/countersign.yaml" > "$config"
+psql_super -d postgres -c "CREATE DATABASE $db OWNER countersign_owner" >/dev/null
+psql_super -d "$db" -c "REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO countersign_writer, countersign_reader; REVOKE CREATE ON SCHEMA public FROM countersign_writer, countersign_reader;" >/dev/null
+"$BIN" ledger migrate --config "$config" >/dev/null
+"$BIN" keys export-public --config "$config" --first --output "$work/first.pem" >/dev/null
+
+echo "ledger-cli: no node serving"
+rc=0; "$BIN" ledger checkpoint --config "$config" >"$work/out" 2>"$work/err" || rc=$?
+check "ledger checkpoint on an empty ledger exits 2 and says there is none yet" "$([ "$rc" -eq 2 ] && grep -q "no checkpoint yet" "$work/err"; echo $?)"
+rc=0; "$BIN" ledger checkpoint --sign --config "$config" >"$work/out" 2>"$work/err" || rc=$?
+check "ledger checkpoint --sign signs one without a node (size 0)" "$([ "$rc" -eq 0 ] && sed -n 2p "$work/out" | grep -qx 0; echo $?)"
+check "  … without PostgresNIO's run() warning" "$(no_warning "$work/err")"
+lease=$(psql_super -d "$db" -At -c "SELECT holder, expires_at <= now() FROM lease")
+check "  … and gives the lease back at once ($lease)" "$(case "$lease" in "countersign ledger checkpoint"*"|t") echo 0 ;; *) echo 1 ;; esac)"
+
+echo "ledger-cli: a node serving"
+"$BIN" serve --config "$config" --log-level error 2>"$work/serve.log" &
+pid=$!
+for _ in $(seq 100); do "$BIN" health --config "$config" 2>/dev/null | grep -q "ledger:   available" && break; sleep 0.2; done
+for i in 1 2 3; do
+  rc=0
+  "$BIN" plan submit --config "$config" --plan "$ROOT/../shared/fixtures/terraform/public/bridgecrewio_checkov-plan-change-keys.json" \
+    --request "change the database security group rules" --owner maria.lopez@acmetech.example >/dev/null 2>&1 || rc=$?
+  [ "$rc" -eq 1 ] && echo "    plan submit $i: UNAVAILABLE"
+done
+size=$(psql_super -d "$db" -At -c "SELECT count(*) FROM entries")
+check "decisions were ledgered ($size entries)" "$([ "$size" -ge 3 ]; echo $?)"
+rc=0; "$BIN" ledger checkpoint --sign --config "$config" >"$work/out" 2>"$work/err" || rc=$?
+check "ledger checkpoint --sign is refused while the node holds the lease, naming it" \
+  "$([ "$rc" -eq 2 ] && grep -q "node 'cli-test' holds the ledger lease" "$work/err"; echo $?)"
+[ "$rc" -eq 2 ] || sed 's/^/    /' "$work/out" "$work/err"
+sleep 1.5   # ledger.checkpoint_interval_ms (1,000 by default): the node's checkpointer has run
+rc=0; "$BIN" ledger checkpoint --config "$config" >"$work/out" 2>"$work/err" || rc=$?
+check "ledger checkpoint prints the node's checkpoint of every entry" "$([ "$rc" -eq 0 ] && sed -n 2p "$work/out" | grep -qx "$size"; echo $?)"
+check "  … without PostgresNIO's run() warning" "$(no_warning "$work/err")"
+rc=0; "$BIN" ledger prove --config "$config" --index 1 >"$work/proof.json" 2>"$work/err" || rc=$?
+check "ledger prove --index 1" "$rc"
+check "  … without PostgresNIO's run() warning" "$(no_warning "$work/err")"
+# The hand check of docs/ledger.md ("Checking a proof by hand"), with Python's standard library.
+python3 - "$work/proof.json" >"$work/hand.out" 2>&1 <<'PY' && rc=0 || rc=$?
+import base64, hashlib, json, sys
+p = json.load(open(sys.argv[1]))
+H = lambda b: hashlib.sha256(b).digest()
+leaf = H(b"\x00" + base64.b64decode(p["statement_b64"]))
+assert leaf.hex() == p["leaf_hash"]
+fn, sn, r = p["index"], p["tree_size"] - 1, leaf
+for h in map(bytes.fromhex, p["proof"]):
+    assert sn > 0
+    if fn & 1 or fn == sn:
+        r = H(b"\x01" + h + r)
+        while fn & 1 == 0 and fn != 0:
+            fn >>= 1; sn >>= 1
+    else:
+        r = H(b"\x01" + r + h)
+    fn >>= 1; sn >>= 1
+assert sn == 0
+origin, size, root_b64 = base64.b64decode(p["checkpoint_b64"]).decode().split("\n")[:3]
+assert int(size) == p["tree_size"] and base64.b64decode(root_b64) == r
+PY
+check "  … which the hand check of docs/ledger.md accepts against the signed checkpoint" "$rc"
+[ "$rc" -eq 0 ] || sed 's/^/    /' "$work/hand.out"
+
+kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+check "the node's log has no PostgresNIO run() warning either" "$(no_warning "$work/serve.log")"
+rc=0; "$BIN" ledger verify --config "$config" --trusted-key "$work/first.pem" >"$work/verify.out" 2>&1 || rc=$?
+check "ledger verify" "$rc"
+[ "$rc" -eq 0 ] || sed 's/^/    /' "$work/verify.out"
+echo "ledger-cli: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
