@@ -16,17 +16,6 @@ extension Ledger {
             return all
         }
     }
-
-    /// Lets the lease expire now, so that another holder (the server) can take it at once. For a
-    /// command that took the lease for one operation. Appends of this holder stop.
-    public func releaseLease() async throws {
-        guard let epoch = await writer.epoch else { return }
-        let ep = Int64(epoch)
-        await writer.setEpoch(nil)
-        try await read("releasing the lease") { c, l in
-            _ = try await c.query("UPDATE lease SET expires_at = now() WHERE id = 1 AND epoch = \(ep) AND expires_at > now()", logger: l)
-        }
-    }
 }
 
 /// The keyring's key events kept in the ledger itself, as entries of kind `key-event`: the key

@@ -332,9 +332,7 @@ extension Keys {
                 logger.logLevel = .error
                 let ledger = try Ledger(database: configuration.database, settings: configuration.ledger,
                                         role: configuration.database.reader != nil ? .reader : .writer, logger: logger)
-                let task = Task { await ledger.run() }
-                defer { task.cancel() }
-                events = try await LedgerKeyEventLog(ledger: ledger).readAll()
+                events = try await ledger.withRunning { try await LedgerKeyEventLog(ledger: ledger).readAll() }
             }
             do {
                 let set = try KeyChain.verify(firstKeySPKI: first, events: events)
