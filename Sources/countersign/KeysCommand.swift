@@ -135,9 +135,17 @@ struct KeyringOptions: ParsableArguments {
                         (or stop the node for a local ceremony).
                         """)
                 }
-                let file = URL(fileURLWithPath: configuration.sourcePath).deletingLastPathComponent()
-                    .appendingPathComponent("keyring/key-events.jsonl").path
-                try await log.importIfEmpty(from: FileKeyEventLog(path: file), logger: logger)
+            }
+            let file = FileKeyEventLog(path: URL(fileURLWithPath: configuration.sourcePath).deletingLastPathComponent()
+                .appendingPathComponent("keyring/key-events.jsonl").path)
+            if writing {
+                try await log.importIfEmpty(from: file, logger: logger)
+            } else if try await log.readAll().isEmpty, FileManager.default.fileExists(atPath: file.path) {
+                // Right after a ceremony, before any node has started: the ceremony's file is the keyring.
+                let custodian = KeyCustodian(signer: signer, log: file, settings: token, logger: logger)
+                try await custodian.load()
+                return Opened(custodian: custodian, signer: signer, token: token,
+                              source: "\(file.path) (the ceremony's file; a node imports it into the ledger when it starts)", close: close)
             }
             let custodian = KeyCustodian(signer: signer, log: log, settings: token, logger: logger)
             try await custodian.load()

@@ -57,7 +57,7 @@ struct TokenTestSigner: Sendable {
 
     /// Another key generated in the same token (not made active).
     func newKey() async throws -> TokenTestSigner {
-        try TokenTestSigner(token: token, key: try await token.generateKey(algorithm: .ecdsaP256))
+        try TokenTestSigner(token: token, key: try await TestTokens.generateKey(on: token))
     }
 
     var keyID: String { key.keyID }

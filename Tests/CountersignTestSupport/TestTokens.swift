@@ -82,7 +82,7 @@ public final class TestTokens: @unchecked Sendable {
         do {
             let availability = await signer.waitUntilAvailable(timeoutSeconds: 10)
             guard availability.isAvailable else { throw SignerError(.unavailable, "test token \(label): \(availability)") }
-            let key = try await signer.generateKey(algorithm: algorithm)
+            let key = try await TestTokens.generateKey(on: signer, algorithm: algorithm)
             try signer.setActiveKey(key.keyID)
             return (signer, key)
         } catch {
@@ -90,6 +90,16 @@ public final class TestTokens: @unchecked Sendable {
             throw error
         }
     }
+
+    /// Generates a key pair in `signer`'s token, one generation at a time in this process: SoftHSM
+    /// answers CKR_TEMPLATE_INCONSISTENT now and then when suites running in parallel generate keys
+    /// in the same token through different signers (the product generates through one custodian,
+    /// one operation at a time).
+    public static func generateKey(on signer: TokenSigner, algorithm: KeyAlgorithm = .ecdsaP256) async throws -> TokenKey {
+        try await generation.run { try await signer.generateKey(algorithm: algorithm) }
+    }
+
+    private static let generation = OneAtATime()
 
     public func folderPath(_ label: String) -> String { tokenDir + "/" + folders[label]! }
 }
@@ -103,4 +113,22 @@ public final class TestClock: @unchecked Sendable {
     public func advance(seconds: Int64) { lock.lock(); value += seconds * 1000; lock.unlock() }
     public func advance(days: Int64) { advance(seconds: days * 86_400) }
     public var clock: KeyCustodian.Clock { { [self] in now } }
+}
+
+/// Runs one body at a time, in arrival order, across suspension points.
+actor OneAtATime {
+    private var busy = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        if busy {
+            await withCheckedContinuation { waiters.append($0) }
+        } else {
+            busy = true
+        }
+        defer {
+            if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
+        }
+        return try await body()
+    }
 }
