@@ -45,7 +45,7 @@ public struct Node: Sendable {
         router.registerHealth(node: configuration.node) {
             let lease = leaseKeeper.state
             return NodeState(role: lease.holding ? "active" : "standby", activeAddress: advertise, epoch: lease.epoch,
-                             signerAvailable: signer.availability.isAvailable, ledgerAvailable: lease.holding,
+                             signerAvailable: signer.availability.isAvailable && signer.hasActiveKey, ledgerAvailable: lease.holding,
                              treeSize: lease.treeSize, policySHA256: policy.sha256Hex)
         }
         decisions.register(into: &router)
@@ -57,6 +57,7 @@ public struct Node: Sendable {
             services.append(MetricsEndpoint(address: address, registry: registry, logger: logger) {
                 let lease = leaseKeeper.state
                 if case .invalid(let reason) = policy.state { return (false, "policy: \(reason)") }
+                if !signer.hasActiveKey { return (false, "signer: no active key (the keyring is not loaded yet)") }
                 switch (signer.availability.isAvailable, lease.holding) {
                 case (true, true): return (true, "")
                 case (false, _): return (false, "signer: \(signer.availability)")

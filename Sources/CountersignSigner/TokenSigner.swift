@@ -222,6 +222,13 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
         }
     }
 
+    /// Whether a key has been made active (the keyring is loaded); without one nothing is signed.
+    public var hasActiveKey: Bool {
+        cond.lock()
+        defer { cond.unlock() }
+        return activeKey != nil
+    }
+
     /// Makes `keyID` the key that signs. ``KeyCustodian`` calls this; nobody else should.
     /// - Throws: ``SignerError/Code/unknownKey`` when the token is connected and holds no such key.
     public func setActiveKey(_ keyID: String) throws {

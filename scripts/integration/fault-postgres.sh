@@ -36,7 +36,7 @@ psql_super -d "$db" -c "REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE ON 
 "$BIN" ledger migrate --config "$config" >/dev/null
 "$BIN" serve --config "$config" --log-level error 2>"$work/serve.log" &
 pid=$!
-for _ in $(seq 100); do "$BIN" health --config "$config" 2>/dev/null | grep -q "ledger:   available" && break; sleep 0.2; done
+"$BIN" health --config "$config" --ready --wait 30 >/dev/null
 
 echo "fault: load on a node whose database stops for 3 s"
 "$BIN" bench decisions --config "$config" --connections 8 --seconds 10 --record "$work/approvals.tsv" >"$work/bench.out" 2>&1 &

@@ -32,7 +32,7 @@ psql_super -d "$db" -c "REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE ON 
 "$BIN" serve --config "$LOCAL/interop.yaml" --log-level warning 2>"$work/serve.log" &
 pid=$!
 for _ in $(seq 100); do
-  "$BIN" health --config "$LOCAL/interop.yaml" >/dev/null 2>&1 && break
+  "$BIN" health --config "$LOCAL/interop.yaml" --ready >/dev/null 2>&1 && break
   kill -0 "$pid" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
   sleep 0.2
 done

@@ -46,7 +46,7 @@ check "  … and gives the lease back at once ($lease)" "$(case "$lease" in "cou
 echo "ledger-cli: a node serving"
 "$BIN" serve --config "$config" --log-level error 2>"$work/serve.log" &
 pid=$!
-for _ in $(seq 100); do "$BIN" health --config "$config" 2>/dev/null | grep -q "ledger:   available" && break; sleep 0.2; done
+"$BIN" health --config "$config" --ready --wait 30 >/dev/null
 for i in 1 2 3; do
   rc=0
   "$BIN" plan submit --config "$config" --plan "$ROOT/../shared/fixtures/terraform/public/bridgecrewio_checkov-plan-change-keys.json" \
