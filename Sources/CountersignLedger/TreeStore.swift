@@ -12,23 +12,15 @@ enum TreeStore {
         return 0
     }
 
-    /// Hashes of the given complete subtrees, in order, in one query. A subtree that is not stored
-    /// (beyond the end of the ledger) is `nil`.
+    /// Hashes of the given complete subtrees, in order, in one query (a prepared statement: parsed
+    /// and planned once per connection). A subtree that is not stored (beyond the end of the
+    /// ledger) is `nil`.
     static func subtreeHashes(_ connection: PostgresConnection, _ subtrees: [Subtree], logger: Logger) async throws -> [[UInt8]?] {
         guard !subtrees.isEmpty else { return [] }
-        let levels = subtrees.map { Int16($0.level) }
-        let positions = subtrees.map { Int64(bitPattern: $0.index) }
-        let query: PostgresQuery = """
-            SELECT k.ord::int8,
-                   CASE WHEN k.lvl = 0 THEN (SELECT e.leaf_hash FROM entries e WHERE e.idx = k.pos)
-                        ELSE (SELECT m.hash FROM merkle_nodes m
-                              WHERE m.last_leaf = ((k.pos + 1) << k.lvl::int) - 1 AND m.level = k.lvl) END
-            FROM unnest(\(levels)::int2[], \(positions)::int8[]) WITH ORDINALITY AS k(lvl, pos, ord)
-            ORDER BY k.ord
-            """
+        let statement = SubtreeHashesStatement(levels: subtrees.map { Int16($0.level) },
+                                               positions: subtrees.map { Int64(bitPattern: $0.index) })
         var out = [[UInt8]?](repeating: nil, count: subtrees.count)
-        let rows = try await connection.query(query, logger: logger)
-        for try await (ord, hash) in rows.decode((Int64, ByteBuffer?).self) {
+        for try await (ord, hash) in try await connection.execute(statement, logger: logger) {
             out[Int(ord) - 1] = hash?.bytes
         }
         return out
@@ -58,5 +50,32 @@ enum TreeStore {
             table[s] = h
         }
         return plan.hashes { table[$0]! }
+    }
+}
+
+/// The hashes of complete subtrees by primary key: level 0 from `entries.idx`, higher levels from
+/// `merkle_nodes (last_leaf, level)`; one row per requested subtree with its 1-based position.
+struct SubtreeHashesStatement: PostgresPreparedStatement {
+    static let sql = """
+        SELECT k.ord::int8,
+               CASE WHEN k.lvl = 0 THEN (SELECT e.leaf_hash FROM entries e WHERE e.idx = k.pos)
+                    ELSE (SELECT m.hash FROM merkle_nodes m
+                          WHERE m.last_leaf = ((k.pos + 1) << k.lvl::int) - 1 AND m.level = k.lvl) END
+        FROM unnest($1::int2[], $2::int8[]) WITH ORDINALITY AS k(lvl, pos, ord)
+        """
+    typealias Row = (Int64, ByteBuffer?)
+
+    var levels: [Int16]
+    var positions: [Int64]
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 2)
+        b.append(levels)
+        b.append(positions)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {
+        try row.decode(Row.self)
     }
 }
