@@ -172,6 +172,88 @@ func withDeadline<T: Sendable>(
     }
 }
 
+/// The deadlines of the reads in flight, checked by one reaper (``run(every:)``, in ``Ledger/run()``)
+/// rather than a timer or a task per read: arming one costs a lock, so a proof pays nothing for it.
+/// A deadline fires within one tick after it passes.
+final class Deadlines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var nextID = 0
+    private var armed: [Int: (deadline: ContinuousClock.Instant, fire: @Sendable () -> Void)] = [:]
+
+    /// Arms `fire` for `deadline`; returns the id to ``disarm(_:)`` it.
+    func arm(_ deadline: ContinuousClock.Instant, _ fire: @escaping @Sendable () -> Void) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        nextID += 1
+        armed[nextID] = (deadline, fire)
+        return nextID
+    }
+
+    func disarm(_ id: Int) {
+        lock.lock()
+        armed[id] = nil
+        lock.unlock()
+    }
+
+    /// Fires (and disarms) every deadline that has passed.
+    func fireExpired(now: ContinuousClock.Instant = .now) {
+        lock.lock()
+        var due: [@Sendable () -> Void] = []
+        if !armed.isEmpty {
+            for (id, d) in armed where d.deadline <= now {
+                due.append(d.fire)
+                armed[id] = nil
+            }
+        }
+        lock.unlock()
+        for f in due { f() }
+    }
+
+    /// Checks every `tick` until the task is cancelled.
+    func run(every tick: Duration) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: tick)
+            fireExpired()
+        }
+    }
+}
+
+/// The outcome of an operation that a deadline may end first: the first ``finish(_:)`` decides
+/// it and resumes the waiting caller (at once, or as soon as it waits); later ones do nothing.
+final class Race<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<T, any Error>?
+    private var outcome: Result<T, any Error>?
+
+    /// The caller waits here.
+    func start(_ c: CheckedContinuation<T, any Error>) {
+        lock.lock()
+        if let outcome {
+            lock.unlock()
+            c.resume(with: outcome)
+            return
+        }
+        continuation = c
+        lock.unlock()
+    }
+
+    /// Decides the race unless it is decided; returns whether this call decided it.
+    @discardableResult
+    func finish(_ result: Result<T, any Error>) -> Bool {
+        lock.lock()
+        guard outcome == nil else {
+            lock.unlock()
+            return false
+        }
+        outcome = result
+        let c = continuation
+        continuation = nil
+        lock.unlock()
+        c?.resume(with: result)
+        return true
+    }
+}
+
 extension ByteBuffer {
     var bytes: [UInt8] { Array(readableBytesView) }
 }

@@ -51,6 +51,8 @@ public final class Ledger: Sendable {
     /// Set by ``run()`` as it starts the pool: reads wait for it, since PostgresClient wants its
     /// `run()` under way before a connection is leased (else it logs "run() hasn't been called").
     let poolRunning = Flag()
+    /// The deadlines of reads in flight (see ``read(_:_:)``).
+    let deadlines = Deadlines()
 
     /// - Parameters:
     ///   - database: where the ledger is and the logins.
@@ -83,6 +85,7 @@ public final class Ledger: Sendable {
                 self.poolRunning.set()
                 await self.client.run()
             }
+            group.addTask { await self.deadlines.run(every: .milliseconds(50)) }
             if role == .writer {
                 group.addTask { await self.writer.run() }
                 if signer != nil {
@@ -356,12 +359,37 @@ public final class Ledger: Sendable {
     // MARK: Helpers
 
     /// Runs `body` on a pooled connection with the deadline of ``Options/timeout``, mapping errors.
+    ///
+    /// The operation runs in a task of its own and the caller waits for whichever comes first: its
+    /// result, or the deadline (checked by the reaper of ``run()``), which cancels it (a lease
+    /// still waiting for a connection ends; a query already sent finishes in the background and
+    /// gives its connection back).
     func read<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T {
-        let client = self.client, logger = self.logger, running = self.poolRunning
+        let client = self.client, logger = self.logger, timeout = options.timeout
+        let start = ContinuousClock.now
+        while !poolRunning.isSet {
+            guard ContinuousClock.now - start < timeout else {
+                throw LedgerError.unavailable("\(what): the ledger is not running (nothing called run())")
+            }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        let race = Race<T>()
+        let task = Task {
+            do {
+                race.finish(.success(try await client.withConnection { c in try await body(c, logger) }))
+            } catch {
+                race.finish(.failure(error))
+            }
+        }
+        let deadline = deadlines.arm(start + timeout) {
+            if race.finish(.failure(LedgerError.unavailable("\(what): no answer from the database within \(timeout)"))) { task.cancel() }
+        }
+        defer { deadlines.disarm(deadline) }
         do {
-            return try await withDeadline(options.timeout, what) {
-                while !running.isSet { try await Task.sleep(for: .milliseconds(1)) }
-                return try await client.withConnection { c in try await body(c, logger) }
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { race.start($0) }
+            } onCancel: {
+                if race.finish(.failure(LedgerError.unavailable("\(what): cancelled"))) { task.cancel() }
             }
         } catch {
             throw Database.map(error, what)

@@ -239,6 +239,22 @@ import Testing
         #expect(ContinuousClock.now - start < .seconds(5))
     }
 
+    /// A read whose query hangs ends with `unavailable` at its deadline, without waiting for the
+    /// query; the pool goes on serving reads.
+    @Test func aReadThatHangsEndsAtItsDeadline() async throws {
+        try await TestDatabase.withFresh { db in
+            let ledger = try Ledger(database: db.settings, role: .reader, options: .init(timeout: .milliseconds(500)), logger: TestEnvironment.logger)
+            try await ledger.withRunning { () async throws in
+                let start = ContinuousClock.now
+                await #expect {
+                    try await ledger.read("sleeping") { c, l in _ = try await c.query("SELECT pg_sleep(3)", logger: l) }
+                } throws: { ($0 as? LedgerError)?.code == .unavailable }
+                #expect(ContinuousClock.now - start < .milliseconds(1500))
+                #expect(try await ledger.size() == 0)
+            }
+        }
+    }
+
     /// Eight concurrent writers append 10,000 entries each while the checkpointer runs: the indices
     /// are gapless and unique, every checkpoint taken along the way is consistent with the final
     /// tree, and the whole ledger verifies.
