@@ -30,10 +30,10 @@ extension TestDatabase {
     }
 }
 
-/// The ledger's signer in these suites: the PKCS#11 ``TokenSigner`` on the SoftHSM test token
-/// "cs-test-ledger", as the product signs with its token, holding a P-256 key generated inside the
-/// token for one test. It signs the entries' statements and, as the ledger's signer, its checkpoints.
-struct TokenTestSigner: Sendable {
+/// The ledger's signer in these suites: a key pair generated for one test inside the SoftHSM test
+/// token "cs-test-ledger" and used through the PKCS#11 ``TokenSigner`` (the product signs with its
+/// token). It signs the entries' statements and, given to the ledger as its signer, its checkpoints.
+struct TokenTestSigner: StatementSigner {
     static let tokenLabel = "cs-test-ledger"
 
     let token: TokenSigner
@@ -46,24 +46,29 @@ struct TokenTestSigner: Sendable {
         self.verificationKey = try VerificationKey(spkiDER: key.spkiDER)
     }
 
-    /// Runs `body` with a signer on the test token and a new key in it (the active key, so the
-    /// ledger's checkpoints are signed with it too); shuts the signer down afterwards.
-    static func with<T>(sessions: Int = 2, _ body: (TokenTestSigner) async throws -> T) async throws -> T {
-        let (token, key) = try await TestTokens.shared.signerWithNewKey(tokenLabel, sessions: sessions)
-        // A signer left running keeps probing (and, on a failure, re-initialising) the process's one module.
-        defer { token.shutdown() }
-        return try await body(TokenTestSigner(token: token, key: key))
+    /// Runs `body` with a new key in the test token.
+    static func with<T>(_ body: (TokenTestSigner) async throws -> T) async throws -> T {
+        let token = try await LedgerTestToken.shared.acquire()
+        do {
+            let result = try await body(TokenTestSigner(token: token, key: try await LedgerTestToken.shared.generateKey()))
+            await LedgerTestToken.shared.release()
+            return result
+        } catch {
+            await LedgerTestToken.shared.release()
+            throw error
+        }
     }
 
-    /// Another key generated in the same token (not made active).
+    /// Another key generated in the same token.
     func newKey() async throws -> TokenTestSigner {
-        try TokenTestSigner(token: token, key: try await TestTokens.generateKey(on: token))
+        try TokenTestSigner(token: token, key: try await LedgerTestToken.shared.generateKey())
     }
 
+    var activeKeyID: String { key.keyID }
     var keyID: String { key.keyID }
     var trusted: TrustedKeys { TrustedKeys([verificationKey]) }
 
-    /// Signs in the token with this key (whichever key is active).
+    /// Signs in the token with this key.
     func sign(payloadType: String, payload: [UInt8]) async throws -> SignedStatement {
         try await token.sign(payloadType: payloadType, payload: payload, keyID: key.keyID)
     }
@@ -73,6 +78,44 @@ struct TokenTestSigner: Sendable {
         let payload = Array("statement \(n) \(UInt64.random(in: 0...UInt64.max))".utf8)
         return LedgerEntry(kind: kind, statement: try await sign(payloadType: PayloadType.decision, payload: payload),
                            agent: "orchestrator", owner: "maria.lopez@acmetech.example", requestID: requestID ?? "req-\(n)")
+    }
+}
+
+/// The one ``TokenSigner`` on "cs-test-ledger" of the test process, as a node has one: the ledger
+/// suites run in parallel and share it, and the last one out shuts it down. (With a signer per
+/// test, a run crashed: SoftHSM refused a key generation made at the same moment through another
+/// signer, and the signer that saw it re-initialised the process's one PKCS#11 module under
+/// everyone else's sessions.) Keys are generated through `TestTokens.generateKey(on:)`, one at a
+/// time in the process.
+actor LedgerTestToken {
+    static let shared = LedgerTestToken()
+
+    private var signer: TokenSigner?
+    private var users = 0
+
+    func acquire() throws -> TokenSigner {
+        if let signer {
+            users += 1
+            return signer
+        }
+        let s = try TestTokens.shared.signer(TokenTestSigner.tokenLabel, sessions: 4)
+        signer = s
+        users = 1
+        return s
+    }
+
+    func release() {
+        users -= 1
+        if users == 0, let s = signer {
+            signer = nil
+            s.shutdown()
+        }
+    }
+
+    /// A new P-256 key pair in the token.
+    func generateKey() async throws -> TokenKey {
+        guard let signer else { throw SignerError(.unavailable, "acquire the test token first") }
+        return try await TestTokens.generateKey(on: signer)
     }
 }
 

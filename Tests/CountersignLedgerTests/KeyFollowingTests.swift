@@ -71,14 +71,16 @@ import Testing
             try await TestDatabase.withFresh { db in
                 let second = try await first.newKey()
                 let event = Self.transition(to: second.verificationKey)
-                try await db.withLedger(signer: first.token) { ledger in
+                try await db.withLedger(signer: first) { ledger in
                     for n in 0..<5 { _ = try await ledger.append(try await first.entry(n)) }
                     #expect(try await ledger.checkpoint().keyID == first.keyID)
                     for signer in [first, second] {
                         let signed = try await signer.sign(payloadType: PayloadType.keyEvent, payload: event)
                         _ = try await ledger.append(LedgerEntry(kind: .keyEvent, statement: signed, agent: "officer-1", owner: "officer-2"))
                     }
-                    try first.token.setActiveKey(second.keyID)
+                }
+                // The node signs with the new key from now on.
+                try await db.withLedger(signer: second) { ledger in
                     for n in 5..<10 { _ = try await ledger.append(try await second.entry(n)) }
                     #expect(try await ledger.checkpoint().keyID == second.keyID)
                 }

@@ -18,7 +18,7 @@ import Testing
     @Test func appendsGetGaplessIndicesAndProofsVerify() async throws {
         try await TokenTestSigner.with { signer in
             try await TestDatabase.withFresh { db in
-                try await db.withLedger(signer: signer.token) { ledger in
+                try await db.withLedger(signer: signer) { ledger in
                     var leaves: [[UInt8]] = []
                     var index: UInt64 = 0
                     // Single appends and batches mixed.
@@ -117,7 +117,7 @@ import Testing
     @Test func writerAndReaderCannotChangeHistory() async throws {
         try await TokenTestSigner.with { signer in
             try await TestDatabase.withFresh { db in
-                try await db.withLedger(signer: signer.token) { ledger in
+                try await db.withLedger(signer: signer) { ledger in
                     for n in 0..<4 { _ = try await ledger.append(try await signer.entry(n)) }
                     try await ledger.checkpoint()
                 }
@@ -259,10 +259,10 @@ import Testing
     /// are gapless and unique, every checkpoint taken along the way is consistent with the final
     /// tree, and the whole ledger verifies.
     @Test func eightConcurrentWritersStayGaplessAndConsistent() async throws {
-        try await TokenTestSigner.with(sessions: 4) { signer in
+        try await TokenTestSigner.with { signer in
             try await TestDatabase.withFresh { db in
                 let settings = LedgerSettings(origin: "test.local/ledger", checkpointIntervalMs: 50)
-                try await db.withLedger(signer: signer.token, settings: settings) { ledger in
+                try await db.withLedger(signer: signer, settings: settings) { ledger in
                     let perWriter = 10_000
                     let indices = try await withThrowingTaskGroup(of: [UInt64].self) { group in
                         for w in 0..<8 {

@@ -86,7 +86,7 @@ import Testing
     @Test(arguments: cases) func verifyNamesTheTamperedIndex(_ c: Case) async throws {
         try await TokenTestSigner.with { signer in
             try await TestDatabase.withFresh { db in
-                try await db.withLedger(signer: signer.token) { ledger in
+                try await db.withLedger(signer: signer) { ledger in
                     for n in 0..<64 {
                         _ = try await ledger.append(try await signer.entry(n))
                         if (n + 1) % 8 == 0 { try await ledger.checkpoint() }
@@ -105,7 +105,7 @@ import Testing
                 try await db.superuser(tables.map { "ALTER TABLE \($0) DISABLE TRIGGER ALL" }.joined(separator: ";") + ";" + c.sql + ";"
                                        + reenable.joined(separator: ";"))
                 if c.reappend > 0 {
-                    try await db.withLedger(signer: signer.token) { ledger in
+                    try await db.withLedger(signer: signer) { ledger in
                         for n in 0..<c.reappend { _ = try await ledger.append(try await signer.entry(1000 + n)) }
                     }
                 }

@@ -74,23 +74,6 @@ public final class TestTokens: @unchecked Sendable {
         return try TokenSigner(settings: settings(label, sessions: sessions), options: Self.options, logger: logger)
     }
 
-    /// A signer on `label` with a new key pair generated inside that token and made active: a test's
-    /// own signing key (the product makes its first key by the key ceremony, `KeyCustodian.bootstrap`).
-    /// Shut the signer down when done; more keys for the same test come from `generateKey` on it.
-    public func signerWithNewKey(_ label: String, algorithm: KeyAlgorithm = .ecdsaP256, sessions: Int = 2) async throws -> (TokenSigner, TokenKey) {
-        let signer = try signer(label, sessions: sessions)
-        do {
-            let availability = await signer.waitUntilAvailable(timeoutSeconds: 10)
-            guard availability.isAvailable else { throw SignerError(.unavailable, "test token \(label): \(availability)") }
-            let key = try await TestTokens.generateKey(on: signer, algorithm: algorithm)
-            try signer.setActiveKey(key.keyID)
-            return (signer, key)
-        } catch {
-            signer.shutdown()
-            throw error
-        }
-    }
-
     /// Generates a key pair in `signer`'s token, one generation at a time in this process: SoftHSM
     /// answers CKR_TEMPLATE_INCONSISTENT now and then when suites running in parallel generate keys
     /// in the same token through different signers (the product generates through one custodian,
