@@ -71,7 +71,7 @@ public final class Ledger: Sendable {
         self.signer = signer
         let config = try Database.clientConfiguration(database, role, connectTimeout: options.timeout, maxConnections: options.readConnections)
         self.client = PostgresClient(configuration: config, backgroundLogger: logger)
-        self.writer = BatchWriter(database: database, timeout: options.timeout, batchLimit: options.batchLimit, logger: logger)
+        self.writer = BatchWriter(database: database, timeout: options.timeout, batchLimit: options.batchLimit, deadlines: deadlines, logger: logger)
         (self.checkpointRequests, self.checkpointWake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
