@@ -57,102 +57,106 @@ struct BenchLedger: AsyncParsableCommand {
         emit("presign_seconds", Date().timeIntervalSince(t0))
 
         let ledger = try Ledger(database: cfg.database, settings: cfg.ledger, options: .init(timeout: .seconds(30), batchLimit: max(2000, batch)), logger: logger)
-        let task = Task { await ledger.run() }
-        defer { task.cancel() }
-        try await ledger.acquireLease(holder: "bench", ttl: .seconds(3600))
-        var next = Int(try await ledger.size())
-        func take() -> LedgerEntry {
-            let e = pool[next % poolSize]
-            next += 1
-            return e
-        }
-
-        // 1. One writer, unbatched: each append waits for its own commit.
-        var n = 0
-        var start = Date()
-        if selected.contains("unbatched") {
-            while Date().timeIntervalSince(start) < seconds {
-                _ = try await ledger.append(take())
-                n += 1
+        // The ledger runs (pool, writer) while the append and proof phases do; verification after it reads on its own.
+        try await ledger.withRunning {
+            try await ledger.acquireLease(holder: "bench", ttl: .seconds(3600))
+            var next = Int(try await ledger.size())
+            func take() -> LedgerEntry {
+                let e = pool[next % poolSize]
+                next += 1
+                return e
             }
-            emit("unbatched_1_per_s", Double(n) / Date().timeIntervalSince(start))
-        }
 
-        // 2. One writer, batched: appends of `batch` statements, each batch one commit.
-        n = 0
-        start = Date()
-        while selected.contains("batched") && Date().timeIntervalSince(start) < seconds {
-            var b: [LedgerEntry] = []
-            b.reserveCapacity(batch)
-            for _ in 0..<batch { b.append(take()) }
-            _ = try await ledger.append(contentsOf: b)
-            n += batch
-        }
-        if selected.contains("batched") { emit("batched_1_per_s", Double(n) / Date().timeIntervalSince(start)) }
+            // 1. One writer, unbatched: each append waits for its own commit.
+            var n = 0
+            var start = Date()
+            if selected.contains("unbatched") {
+                while Date().timeIntervalSince(start) < seconds {
+                    _ = try await ledger.append(take())
+                    n += 1
+                }
+                emit("unbatched_1_per_s", Double(n) / Date().timeIntervalSince(start))
+            }
 
-        // 3. Eight writers, each append waiting for its commit (group commit batches them).
-        for writers in [8, 64] where selected.contains("concurrent\(writers)") {
-            let counter = Counter()
-            let deadline = Date().addingTimeInterval(seconds)
-            let startIndex = next
-            next += 10_000_000
+            // 2. One writer, batched: appends of `batch` statements, each batch one commit.
+            n = 0
             start = Date()
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for w in 0..<writers {
-                    group.addTask {
-                        var i = startIndex + w
-                        while Date() < deadline {
-                            _ = try await ledger.append(pool[i % poolSize])
-                            counter.add(1)
-                            i += writers
+            while selected.contains("batched") && Date().timeIntervalSince(start) < seconds {
+                var b: [LedgerEntry] = []
+                b.reserveCapacity(batch)
+                for _ in 0..<batch { b.append(take()) }
+                _ = try await ledger.append(contentsOf: b)
+                n += batch
+            }
+            if selected.contains("batched") { emit("batched_1_per_s", Double(n) / Date().timeIntervalSince(start)) }
+
+            // 3. Eight writers, each append waiting for its commit (group commit batches them).
+            for writers in [8, 64] where selected.contains("concurrent\(writers)") {
+                let counter = Counter()
+                let deadline = Date().addingTimeInterval(seconds)
+                let startIndex = next
+                next += 10_000_000
+                start = Date()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for w in 0..<writers {
+                        group.addTask {
+                            var i = startIndex + w
+                            while Date() < deadline {
+                                _ = try await ledger.append(pool[i % poolSize])
+                                counter.add(1)
+                                i += writers
+                            }
                         }
                     }
+                    try await group.waitForAll()
                 }
-                try await group.waitForAll()
+                emit("concurrent_\(writers)_per_s", Double(counter.value) / Date().timeIntervalSince(start))
             }
-            emit("concurrent_\(writers)_per_s", Double(counter.value) / Date().timeIntervalSince(start))
-        }
 
-        guard selected.contains("proofs") || selected.contains("verify") else { return }
-        // 4. Fill up to `entries`, then time proofs at that size.
-        var size = Int(try await ledger.size())
-        start = Date()
-        while size < entries {
-            let count = min(5000, entries - size)
-            var b: [LedgerEntry] = []
-            b.reserveCapacity(count)
-            for j in 0..<count { b.append(pool[(size + j) % poolSize]) }
-            _ = try await ledger.append(contentsOf: b)
-            size += count
+            guard selected.contains("proofs") || selected.contains("verify") else {
+                try await ledger.releaseLease()
+                return
+            }
+            // 4. Fill up to `entries`, then time proofs at that size.
+            var size = Int(try await ledger.size())
+            start = Date()
+            while size < entries {
+                let count = min(5000, entries - size)
+                var b: [LedgerEntry] = []
+                b.reserveCapacity(count)
+                for j in 0..<count { b.append(pool[(size + j) % poolSize]) }
+                _ = try await ledger.append(contentsOf: b)
+                size += count
+            }
+            emit("fill_seconds", Date().timeIntervalSince(start))
+            let treeSize = UInt64(try await ledger.size())
+            emit("tree_size", Double(treeSize))
+            var inclusion: [Double] = []
+            var consistency: [Double] = []
+            for _ in 0..<(selected.contains("proofs") ? 2000 : 0) {
+                let i = UInt64.random(in: 0..<treeSize)
+                var s = Date()
+                _ = try await ledger.proveInclusion(index: i, treeSize: treeSize)
+                inclusion.append(Date().timeIntervalSince(s) * 1000)
+                let f = UInt64.random(in: 1...treeSize)
+                s = Date()
+                _ = try await ledger.proveConsistency(first: f, second: treeSize)
+                consistency.append(Date().timeIntervalSince(s) * 1000)
+            }
+            inclusion.sort()
+            consistency.sort()
+            if !inclusion.isEmpty {
+            emit("inclusion_ms_p50", inclusion[inclusion.count / 2])
+            emit("inclusion_ms_p99", inclusion[inclusion.count * 99 / 100])
+            emit("consistency_ms_p50", consistency[consistency.count / 2])
+            emit("consistency_ms_p99", consistency[consistency.count * 99 / 100])
+            }
+            try await ledger.releaseLease()
         }
-        emit("fill_seconds", Date().timeIntervalSince(start))
-        let treeSize = UInt64(try await ledger.size())
-        emit("tree_size", Double(treeSize))
-        var inclusion: [Double] = []
-        var consistency: [Double] = []
-        for _ in 0..<(selected.contains("proofs") ? 2000 : 0) {
-            let i = UInt64.random(in: 0..<treeSize)
-            var s = Date()
-            _ = try await ledger.proveInclusion(index: i, treeSize: treeSize)
-            inclusion.append(Date().timeIntervalSince(s) * 1000)
-            let f = UInt64.random(in: 1...treeSize)
-            s = Date()
-            _ = try await ledger.proveConsistency(first: f, second: treeSize)
-            consistency.append(Date().timeIntervalSince(s) * 1000)
-        }
-        inclusion.sort()
-        consistency.sort()
-        if !inclusion.isEmpty {
-        emit("inclusion_ms_p50", inclusion[inclusion.count / 2])
-        emit("inclusion_ms_p99", inclusion[inclusion.count * 99 / 100])
-        emit("consistency_ms_p50", consistency[consistency.count / 2])
-        emit("consistency_ms_p99", consistency[consistency.count * 99 / 100])
-        }
-        task.cancel()
 
         // 5. Verify the whole ledger (signatures included) with the reader role.
         guard selected.contains("verify") else { return }
-        start = Date()
+        let start = Date()
         let report = try await LedgerAudit.verifyDatabase(database: cfg.database, trustedKeys: TrustedKeys([vk]), origin: nil, logger: logger)
         let elapsed = Date().timeIntervalSince(start)
         if let p = report.problem { FileHandle.standardError.write(Data("verify problem: \(p)\n".utf8)) }
