@@ -230,7 +230,8 @@ struct LedgerCommand: AsyncParsableCommand {
                 further behind than that; GetCheckpoint (countersign's Audit service) and this command serve it.
 
                 With --sign, for a ledger that no node is serving (after a shutdown, before a verify or an \
-                export): it opens the token (token.*) and the keyring (the active key signs), takes the free \
+                export): it opens the token (token.*) and the keyring as `countersign keys` reads it (the \
+                ledger's key events; the active key signs), takes the free \
                 lease for a moment under its own holder name (this bumps the epoch), signs and stores a \
                 checkpoint of every committed entry with the writer role (database.writer), gives the lease \
                 back, and prints the checkpoint. It refuses while a node holds the lease.
@@ -239,15 +240,16 @@ struct LedgerCommand: AsyncParsableCommand {
         @Flag(name: .long, help: "Sign a checkpoint of the ledger as it is now (needs the token and the writer role; refused while a node holds the lease).")
         var sign = false
         @Option(name: .customLong("key-events"), help: ArgumentHelp(
-            "Key-event log of the keyring, with --sign.", discussion: "Default: keyring/key-events.jsonl in the configuration file's folder."))
+            "With --sign: take the keyring from this key-event file instead of the ledger.",
+            discussion: "Default: the ledger's key-event entries, or the ceremony's keyring/key-events.jsonl beside the configuration while the ledger has none."))
         var keyEvents: String?
 
         func run() async throws {
             let path = try config.resolvedPath()
             let cfg = try CountersignConfiguration.load(path: path)
             if sign {
-                let logPath = keyEvents ?? URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("keyring/key-events.jsonl").path
-                try await signNow(cfg, keyEvents: logPath)
+                let ceremonyFile = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("keyring/key-events.jsonl").path
+                try await signNow(cfg, keyEvents: keyEvents, ceremonyFile: ceremonyFile)
                 return
             }
             do {
@@ -268,7 +270,27 @@ struct LedgerCommand: AsyncParsableCommand {
             print("— \(cp.payloadType) key \(cp.keyID) signature \(Data(cp.signature).base64EncodedString())")
         }
 
-        func signNow(_ cfg: CountersignConfiguration, keyEvents: String) async throws {
+        /// The keyring as `countersign keys` reads it: the ledger's key events; the ceremony's file
+        /// while the ledger has none; `--key-events` when given.
+        static func loadKeyring(_ signer: TokenSigner, _ ledger: Ledger, _ token: TokenSettings, keyEvents: String?, ceremonyFile: String,
+                                logger: Logger) async throws -> String {
+            var log: any KeyEventLog = LedgerKeyEventLog(ledger: ledger)
+            var source = "the ledger's key events"
+            if let keyEvents {
+                (log, source) = (FileKeyEventLog(path: keyEvents), keyEvents)
+            } else if try await log.readAll().isEmpty, FileManager.default.fileExists(atPath: ceremonyFile) {
+                (log, source) = (FileKeyEventLog(path: ceremonyFile), ceremonyFile)
+            }
+            do {
+                try await KeyCustodian(signer: signer, log: log, settings: token, logger: logger).load()
+                _ = try await signer.activeKeyID
+            } catch {
+                throw LedgerCommand.fail("the keyring (\(source)) gives no active key: \(error)")
+            }
+            return source
+        }
+
+        func signNow(_ cfg: CountersignConfiguration, keyEvents: String?, ceremonyFile: String) async throws {
             var logger = Logger(label: "countersign.ledger") { StreamLogHandler.standardError(label: $0) }
             logger.logLevel = .error
             let signer: TokenSigner
@@ -281,12 +303,6 @@ struct LedgerCommand: AsyncParsableCommand {
             let availability = await signer.waitUntilAvailable(timeoutSeconds: 5)
             guard availability.isAvailable else {
                 throw LedgerCommand.fail(LedgerError(.unavailable, "the token '\(cfg.token.tokenLabel)' is \(availability)"))
-            }
-            do {
-                try await KeyCustodian(signer: signer, log: FileKeyEventLog(path: keyEvents), settings: cfg.token, logger: logger).load()
-                _ = try await signer.activeKeyID
-            } catch {
-                throw LedgerCommand.fail("the keyring (\(keyEvents)) gives no active key: \(error)")
             }
             do {
                 let ledger = try Ledger(database: cfg.database, settings: cfg.ledger, role: .writer, signer: signer, logger: LedgerCommand.logger)
@@ -309,6 +325,7 @@ struct LedgerCommand: AsyncParsableCommand {
                         throw LedgerCommand.fail("a node took the ledger lease just now; it makes the checkpoints: \(e.message)")
                     }
                     do {
+                        _ = try await Self.loadKeyring(signer, ledger, cfg.token, keyEvents: keyEvents, ceremonyFile: ceremonyFile, logger: logger)
                         let made = try await ledger.checkpoint()
                         try await ledger.releaseLease()
                         return (made, true)
