@@ -211,13 +211,9 @@ public final class Ledger: Sendable {
 
     /// The newest entry of `kind` for `requestID`, if any (for idempotency and `GetDecision`).
     public func latest(kind: EntryKind, requestID: String) async throws -> StoredEntry? {
-        let k = kind.rawValue
+        let statement = LatestEntryStatement(requestID: requestID, kind: kind.rawValue)
         return try await read("looking up request \(requestID)") { c, l in
-            let rows = try await c.query("""
-                SELECT \(unescaped: EntryRow.columns) FROM entries
-                WHERE request_id = \(requestID) AND kind = \(k) ORDER BY idx DESC LIMIT 1
-                """, logger: l)
-            for try await row in rows { return try EntryRow.decode(row) }
+            for try await entry in try await c.execute(statement, logger: l) { return entry }
             return nil
         }
     }
@@ -394,6 +390,30 @@ public final class Ledger: Sendable {
         } catch {
             throw Database.map(error, what)
         }
+    }
+}
+
+/// The newest entry of a kind for a request id: on every decision (idempotency), so a prepared
+/// statement (parsed and planned once per connection).
+struct LatestEntryStatement: PostgresPreparedStatement {
+    static let sql = """
+        SELECT \(EntryRow.columns) FROM entries
+        WHERE request_id = $1 AND kind = $2 ORDER BY idx DESC LIMIT 1
+        """
+    typealias Row = StoredEntry
+
+    var requestID: String
+    var kind: String
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 2)
+        b.append(requestID)
+        b.append(kind)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> StoredEntry {
+        try EntryRow.decode(row)
     }
 }
 
