@@ -19,8 +19,8 @@ struct BenchLedger: AsyncParsableCommand {
     @Option(name: .long, help: "Entries in the tree for proof and verify timing.") var entries = 1_000_000
     @Option(name: .long, help: "Seconds per append phase.") var seconds = 10.0
     @Option(name: .long, help: "Entries per batch in the batched phase.") var batch = 1000
-    @Option(name: .long, help: "Phases, comma-separated: unbatched, batched, concurrent8, concurrent64, proofs, verify.")
-    var phases = "unbatched,batched,concurrent8,concurrent64,proofs,verify"
+    @Option(name: .long, help: "Phases, comma-separated: unbatched, batched, concurrent8, concurrent64, fill (up to --entries, distinct statements), proofs, verify (both fill first if needed).")
+    var phases = "unbatched,batched,concurrent8,concurrent64,fill,proofs,verify"
 
     func run() async throws {
         var cfg = try LedgerCommand.load(config)
@@ -39,7 +39,8 @@ struct BenchLedger: AsyncParsableCommand {
                                agent: "bench", owner: "bench@example", requestID: "bench-\(n)")
         }
         let selected = Set(phases.split(separator: ",").map { String($0) })
-        let poolSize = selected.contains("proofs") ? entries : min(entries, 200_000)
+        // Distinct statements for the fill (a realistic tree); the other phases cycle through fewer.
+        let poolSize = selected.contains("fill") ? entries : min(entries, 200_000)
         let t0 = Date()
         let buffer = UnsafeMutableBufferPointer<LedgerEntry>.allocate(capacity: poolSize)
         let base = UInt(bitPattern: buffer.baseAddress)
@@ -113,11 +114,11 @@ struct BenchLedger: AsyncParsableCommand {
                 emit("concurrent_\(writers)_per_s", Double(counter.value) / Date().timeIntervalSince(start))
             }
 
-            guard selected.contains("proofs") || selected.contains("verify") else {
+            guard selected.contains("fill") || selected.contains("proofs") || selected.contains("verify") else {
                 try await ledger.releaseLease()
                 return
             }
-            // 4. Fill up to `entries`, then time proofs at that size.
+            // 4. Fill up to `entries` (if needed), then time proofs at that size.
             var size = Int(try await ledger.size())
             start = Date()
             while size < entries {
