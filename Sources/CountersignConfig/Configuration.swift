@@ -34,6 +34,12 @@ public struct CountersignConfiguration: Sendable, Hashable {
         self.sourcePath = sourcePath
     }
 
+    /// The key-event file of a ceremony held before the database existed:
+    /// `keyring/key-events.jsonl` beside the configuration file. A node imports it into its ledger.
+    public var ceremonyKeyEventsPath: String {
+        URL(fileURLWithPath: sourcePath).deletingLastPathComponent().appendingPathComponent("keyring/key-events.jsonl").path
+    }
+
     /// The principal pinned by `spkiSHA256` (lowercase hex), if any.
     public func principal(pinnedBy spkiSHA256: String) -> Principal? {
         principals.first { $0.spkiSHA256 == spkiSHA256 }

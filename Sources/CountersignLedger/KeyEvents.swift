@@ -2,6 +2,7 @@ public import CountersignSigner
 public import CountersignVerify
 import CountersignWire
 public import Logging
+import Foundation
 import PostgresNIO
 
 extension Ledger {
@@ -59,6 +60,16 @@ public struct LedgerKeyEventLog: KeyEventLog {
             "cs.key_events": "\(file.path)", "cs.count": "\(events.count)",
         ])
         return events.count
+    }
+
+    /// The key events a reader of the keyring uses: the ledger's; while the ledger has none (right
+    /// after a ceremony, before any node has imported it), the ceremony's file, if it exists.
+    /// - Returns: the log, and where it is, for people.
+    public func keyring(orCeremony file: FileKeyEventLog) async throws -> (log: any KeyEventLog, source: String) {
+        if try await readAll().isEmpty, FileManager.default.fileExists(atPath: file.path) {
+            return (file, "\(file.path) (the ceremony's file; a node imports it into the ledger when it starts)")
+        }
+        return (self, "the ledger (\(ledger.database.database))")
     }
 
     /// Who caused a key event: the approving officer, else the proposer, else `key-custody`.

@@ -31,8 +31,7 @@ public struct Node: Sendable {
         let alerts = Alerter(settings: configuration.alerts, node: configuration.node.name, logger: logger)
         let policy = PolicySource(settings: configuration.policy, logger: logger, alerts: alerts)
         let signer = try TokenSigner(settings: configuration.token, logger: logger)
-        let base = URL(fileURLWithPath: configuration.sourcePath).deletingLastPathComponent()
-        let eventsPath = keyEventsPath ?? base.appendingPathComponent("keyring/key-events.jsonl").path
+        let eventsPath = keyEventsPath ?? configuration.ceremonyKeyEventsPath
         let ledger = try Ledger(database: configuration.database, settings: configuration.ledger, signer: signer, logger: logger)
         let custodian = KeyCustodian(signer: signer, log: LedgerKeyEventLog(ledger: ledger), settings: configuration.token, logger: logger)
         let leaseKeeper = LeaseKeeper(ledger: ledger, holder: configuration.node.name, alerts: alerts, logger: logger)

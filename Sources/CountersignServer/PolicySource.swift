@@ -2,6 +2,7 @@ public import CountersignConfig
 public import CountersignPolicy
 import Foundation
 public import Logging
+import CountersignVerify
 import CountersignWire
 import NIOConcurrencyHelpers
 public import ServiceLifecycle
@@ -48,7 +49,7 @@ public final class PolicySource: Service, Sendable {
 
     /// SHA-256 of the policy in force, lowercase hex; `nil` while the file is invalid.
     public var sha256Hex: String? {
-        if case .loaded(let engine) = state { return engine.policySHA256.map { String(format: "%02x", $0) }.joined() }
+        if case .loaded(let engine) = state { return Hex.encode(engine.policySHA256) }
         return nil
     }
 
@@ -82,24 +83,21 @@ public final class PolicySource: Service, Sendable {
         }
         switch next {
         case .loaded(let engine):
-            logger.info("policy loaded", metadata: ["cs.policy_file": "\(file)", "cs.policy_sha256": "\(engine.policy.sha256Hex)"])
+            let digest = Hex.encode(engine.policySHA256)
+            logger.info("policy loaded", metadata: ["cs.policy_file": "\(file)", "cs.policy_sha256": "\(digest)"])
             if case .invalid = previous, !force {
                 alerts?.post(Alert(.policyFault, "policy file valid again: decisions resume",
-                                   details: ["file": file, "policy_sha256": engine.policy.sha256Hex]))
+                                   details: ["file": file, "policy_sha256": digest]))
             }
         case .invalid(let reason):
-            if force || !Self.same(previous, next) {
+            let repeated = if case .invalid(let before) = previous { before == reason } else { false }
+            if force || !repeated {
                 logger.error("policy file is not valid: every decision is UNAVAILABLE until it is fixed",
                              metadata: ["cs.policy_file": "\(file)", "cs.error": "\(reason)"])
                 alerts?.post(Alert(.policyFault, "policy file is not valid: every decision is UNAVAILABLE until it is fixed",
                                    details: ["file": file, "reason": reason]))
             }
         }
-    }
-
-    static func same(_ a: State, _ b: State) -> Bool {
-        if case .invalid(let x) = a, case .invalid(let y) = b { return x == y }
-        return false
     }
 
     /// Watches the file until shutdown.

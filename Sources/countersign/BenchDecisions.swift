@@ -1,6 +1,7 @@
 import ArgumentParser
 import CountersignClient
 import CountersignConfig
+import CountersignVerify
 import CountersignWire
 import Foundation
 #if canImport(FoundationNetworking)
@@ -174,7 +175,7 @@ struct BenchDecisions: AsyncParsableCommand {
             handle = h
         }
         func write(_ d: Decision) {
-            let digest = SHA256.hash(data: d.statement).map { String(format: "%02x", $0) }.joined()
+            let digest = Hex.encode(Array(SHA256.hash(data: d.statement)))
             let line = "\(d.requestID)\t\(d.ledgerIndex)\t\(d.verdict)\t\(digest)\n"
             lock.lock(); handle.write(Data(line.utf8)); lock.unlock()
         }

@@ -54,33 +54,21 @@ struct KeyringOptions: ParsableArguments {
     @Option(name: .customLong("softhsm2-conf"), help: "SoftHSM2 configuration (with --token-label).") var softHSM2Conf: String?
     @Option(name: .customLong("pin-file"), help: "File holding the user PIN (with --token-label).") var pinFile: String?
 
-    /// An opened keyring: the custodian over the token and the key events, and how to close it.
+    /// An opened keyring: the custodian over the token and the key events.
     struct Opened {
         let custodian: KeyCustodian
         let signer: TokenSigner
         let token: TokenSettings
         /// Where the key events are, for people.
         let source: String
-        let close: () async -> Void
     }
 
-    /// Runs `body` on the opened keyring and closes it after, whatever happens.
+    /// Opens the token and the key events, runs `body`, and closes them, whatever happens. The key
+    /// events: a file (with --token-label or --key-events), else the ledger of the configuration
+    /// (``LedgerKeyEventLog/keyring(orCeremony:)``). `writing` commands take the ledger lease for
+    /// their operation (the epoch fence admits no other appends), import the ceremony's file when
+    /// the ledger has no key event yet, and give the lease back.
     func with<T>(writing: Bool = false, _ body: (Opened) async throws -> T) async throws -> T {
-        let opened = try await open(writing: writing)
-        do {
-            let result = try await body(opened)
-            await opened.close()
-            return result
-        } catch {
-            await opened.close()
-            throw error
-        }
-    }
-
-    /// Opens the token and the key events: a file (with --token-label or --key-events), else the
-    /// ledger of the configuration. `writing` commands take the ledger lease for their operation
-    /// (the epoch fence admits no other appends), and give it back when they close.
-    func open(writing: Bool = false) async throws -> Opened {
         var logger = Logger(label: "countersign.keys")
         logger.logLevel = .error
         let token: TokenSettings
@@ -96,64 +84,48 @@ struct KeyringOptions: ParsableArguments {
             token = loaded.token
         }
         let signer = try TokenSigner(settings: token, logger: logger)
+        defer { signer.shutdown() }
         let availability = await signer.waitUntilAvailable(timeoutSeconds: 5)
-        guard availability.isAvailable else {
-            signer.shutdown()
-            throw ValidationError("the token '\(token.tokenLabel)' is \(availability)")
+        guard availability.isAvailable else { throw ValidationError("the token '\(token.tokenLabel)' is \(availability)") }
+
+        func run(_ log: any KeyEventLog, _ source: String) async throws -> T {
+            let custodian = KeyCustodian(signer: signer, log: log, settings: token, logger: logger)
+            try await custodian.load()
+            return try await body(Opened(custodian: custodian, signer: signer, token: token, source: source))
         }
         if let keyEvents {
             try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: keyEvents).deletingLastPathComponent().path,
                                                     withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            let custodian = KeyCustodian(signer: signer, log: FileKeyEventLog(path: keyEvents), settings: token, logger: logger)
-            do {
-                try await custodian.load()
-            } catch {
-                signer.shutdown()
-                throw error
-            }
-            return Opened(custodian: custodian, signer: signer, token: token, source: keyEvents, close: { signer.shutdown() })
+            return try await run(FileKeyEventLog(path: keyEvents), keyEvents)
         }
         guard let configuration else { throw ValidationError("give --key-events or a configuration") }
         let ledger = try Ledger(database: configuration.database, settings: configuration.ledger, logger: logger)
-        let task = Task { await ledger.run() }
-        let close: () async -> Void = {
-            if writing { try? await ledger.releaseLease() }
-            task.cancel()
-            await task.value
-            signer.shutdown()
-        }
-        do {
+        let ceremony = FileKeyEventLog(path: configuration.ceremonyKeyEventsPath)
+        return try await ledger.withRunning {
             let log = LedgerKeyEventLog(ledger: ledger)
-            if writing {
-                do {
-                    try await ledger.acquireLease(holder: "countersign-keys", ttl: .seconds(60))
-                } catch let error as LedgerError where error.code == .leaseLost {
-                    throw ValidationError("""
-                        \(error.message).
-                        A running node owns the ledger, so key changes go through it: officers call \
-                        Custody.ProposeRotation and Custody.ApproveRotation with their pinned officer certificates \
-                        (or stop the node for a local ceremony).
-                        """)
-                }
+            guard writing else {
+                let (readable, source) = try await log.keyring(orCeremony: ceremony)
+                return try await run(readable, source)
             }
-            let file = FileKeyEventLog(path: URL(fileURLWithPath: configuration.sourcePath).deletingLastPathComponent()
-                .appendingPathComponent("keyring/key-events.jsonl").path)
-            if writing {
-                try await log.importIfEmpty(from: file, logger: logger)
-            } else if try await log.readAll().isEmpty, FileManager.default.fileExists(atPath: file.path) {
-                // Right after a ceremony, before any node has started: the ceremony's file is the keyring.
-                let custodian = KeyCustodian(signer: signer, log: file, settings: token, logger: logger)
-                try await custodian.load()
-                return Opened(custodian: custodian, signer: signer, token: token,
-                              source: "\(file.path) (the ceremony's file; a node imports it into the ledger when it starts)", close: close)
+            do {
+                try await ledger.acquireLease(holder: "countersign-keys", ttl: .seconds(60))
+            } catch let error as LedgerError where error.code == .leaseLost {
+                throw ValidationError("""
+                    \(error.message).
+                    A running node owns the ledger, so key changes go through it: officers call \
+                    Custody.ProposeRotation and Custody.ApproveRotation with their pinned officer certificates \
+                    (or stop the node for a local ceremony).
+                    """)
             }
-            let custodian = KeyCustodian(signer: signer, log: log, settings: token, logger: logger)
-            try await custodian.load()
-            return Opened(custodian: custodian, signer: signer, token: token, source: "the ledger (\(configuration.database.database))",
-                          close: close)
-        } catch {
-            await close()
-            throw error
+            do {
+                try await log.importIfEmpty(from: ceremony, logger: logger)
+                let result = try await run(log, "the ledger (\(configuration.database.database))")
+                try await ledger.releaseLease()
+                return result
+            } catch {
+                try? await ledger.releaseLease()
+                throw error
+            }
         }
     }
 }

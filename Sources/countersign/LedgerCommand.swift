@@ -248,8 +248,7 @@ struct LedgerCommand: AsyncParsableCommand {
             let path = try config.resolvedPath()
             let cfg = try CountersignConfiguration.load(path: path)
             if sign {
-                let ceremonyFile = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("keyring/key-events.jsonl").path
-                try await signNow(cfg, keyEvents: keyEvents, ceremonyFile: ceremonyFile)
+                try await signNow(cfg, keyEvents: keyEvents)
                 return
             }
             do {
@@ -270,27 +269,24 @@ struct LedgerCommand: AsyncParsableCommand {
             print("— \(cp.payloadType) key \(cp.keyID) signature \(Data(cp.signature).base64EncodedString())")
         }
 
-        /// The keyring as `countersign keys` reads it: the ledger's key events; the ceremony's file
-        /// while the ledger has none; `--key-events` when given.
-        static func loadKeyring(_ signer: TokenSigner, _ ledger: Ledger, _ token: TokenSettings, keyEvents: String?, ceremonyFile: String,
-                                logger: Logger) async throws -> String {
-            var log: any KeyEventLog = LedgerKeyEventLog(ledger: ledger)
-            var source = "the ledger's key events"
-            if let keyEvents {
-                (log, source) = (FileKeyEventLog(path: keyEvents), keyEvents)
-            } else if try await log.readAll().isEmpty, FileManager.default.fileExists(atPath: ceremonyFile) {
-                (log, source) = (FileKeyEventLog(path: ceremonyFile), ceremonyFile)
+        /// The keyring as `countersign keys` reads it (``LedgerKeyEventLog/keyring(orCeremony:)``), or
+        /// `--key-events` when given; its active key signs.
+        static func loadKeyring(_ signer: TokenSigner, _ ledger: Ledger, _ cfg: CountersignConfiguration, keyEvents: String?,
+                                logger: Logger) async throws {
+            let (log, source): (any KeyEventLog, String) = if let keyEvents {
+                (FileKeyEventLog(path: keyEvents), keyEvents)
+            } else {
+                try await LedgerKeyEventLog(ledger: ledger).keyring(orCeremony: FileKeyEventLog(path: cfg.ceremonyKeyEventsPath))
             }
             do {
-                try await KeyCustodian(signer: signer, log: log, settings: token, logger: logger).load()
+                try await KeyCustodian(signer: signer, log: log, settings: cfg.token, logger: logger).load()
                 _ = try await signer.activeKeyID
             } catch {
                 throw LedgerCommand.fail("the keyring (\(source)) gives no active key: \(error)")
             }
-            return source
         }
 
-        func signNow(_ cfg: CountersignConfiguration, keyEvents: String?, ceremonyFile: String) async throws {
+        func signNow(_ cfg: CountersignConfiguration, keyEvents: String?) async throws {
             var logger = Logger(label: "countersign.ledger") { StreamLogHandler.standardError(label: $0) }
             logger.logLevel = .error
             let signer: TokenSigner
@@ -325,7 +321,7 @@ struct LedgerCommand: AsyncParsableCommand {
                         throw LedgerCommand.fail("a node took the ledger lease just now; it makes the checkpoints: \(e.message)")
                     }
                     do {
-                        _ = try await Self.loadKeyring(signer, ledger, cfg.token, keyEvents: keyEvents, ceremonyFile: ceremonyFile, logger: logger)
+                        try await Self.loadKeyring(signer, ledger, cfg, keyEvents: keyEvents, logger: logger)
                         let made = try await ledger.checkpoint()
                         try await ledger.releaseLease()
                         return (made, true)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CountersignPolicy
+import CountersignVerify
 import Foundation
 
 /// `countersign plan …`: work with plans.
@@ -131,8 +132,8 @@ struct PlanCheck: ParsableCommand {
         case .veto: headline = d.cannotOverride ? "VETO (no one can override)" : "VETO (an approver can override)"
         }
         out += "Verdict: \(headline)\n"
-        out += "Policy:  sha256:\(hexString(d.policySHA256))\n"
-        out += "Plan:    sha256:\(hexString(d.planSHA256))\n\n"
+        out += "Policy:  sha256:\(Hex.encode(d.policySHA256))\n"
+        out += "Plan:    sha256:\(Hex.encode(d.planSHA256))\n\n"
         if d.findings.isEmpty {
             out += "No findings.\n"
         } else {
@@ -186,8 +187,4 @@ struct PlanCheck: ParsableCommand {
         }
         return out + "\""
     }
-}
-
-func hexString(_ bytes: [UInt8]) -> String {
-    bytes.map { String(format: "%02x", $0) }.joined()
 }
