@@ -39,8 +39,9 @@ public enum SignerAvailability: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// Tuning of the signer's recovery. Defaults: first retry after 0.1 s, doubling up to 5 s; the
-/// token is probed every 5 s while the signer is idle.
+/// Tuning of the signer. Defaults: first retry after 0.1 s, doubling up to 5 s; the token is
+/// probed every 5 s while the signer is idle; signatures run on the caller's thread while they
+/// take less than 300 µs.
 public struct SignerOptions: Sendable, Hashable {
     /// Delay before the first reconnection attempt, in seconds. Default 0.1.
     public var initialBackoffSeconds: Double
@@ -49,11 +50,21 @@ public struct SignerOptions: Sendable, Hashable {
     /// How often a healthy signer checks that its token is still there (`C_GetTokenInfo`), in
     /// seconds. Default 5.
     public var probeIntervalSeconds: Double
+    /// Longest recent signature time (moving average) for which a signature runs on the caller's
+    /// thread rather than a signing thread, in seconds; 0 never does. Default 0.0003.
+    ///
+    /// An in-process module such as SoftHSM signs in tens of microseconds, CPU work like a hash,
+    /// and handing that to a signing thread and back costs two thread wake-ups, a large share of
+    /// it. A network HSM takes milliseconds: its calls stay on the signing threads, so a slow
+    /// token never holds a thread of Swift's concurrency pool.
+    public var callerThreadLimitSeconds: Double
 
-    public init(initialBackoffSeconds: Double = 0.1, maximumBackoffSeconds: Double = 5, probeIntervalSeconds: Double = 5) {
+    public init(initialBackoffSeconds: Double = 0.1, maximumBackoffSeconds: Double = 5, probeIntervalSeconds: Double = 5,
+                callerThreadLimitSeconds: Double = 0.0003) {
         self.initialBackoffSeconds = initialBackoffSeconds
         self.maximumBackoffSeconds = maximumBackoffSeconds
         self.probeIntervalSeconds = probeIntervalSeconds
+        self.callerThreadLimitSeconds = callerThreadLimitSeconds
     }
 
     public static let defaults = SignerOptions()
@@ -61,11 +72,13 @@ public struct SignerOptions: Sendable, Hashable {
 
 /// Signs statements with keys held in a PKCS#11 token.
 ///
-/// Token work runs on dedicated threads, one per logged-in session (`TokenSettings.sessions`), never
-/// on the caller's thread or an event loop: ``sign(payloadType:payload:)`` computes
-/// SHA-256 of the DSSE PAE, hands the digest to a free session (`CKM_ECDSA`, or
-/// `CKM_RSA_PKCS_PSS` with SHA-256, MGF1-SHA-256 and a 32-byte salt) and converts ECDSA's raw r‖s
-/// to DER.
+/// Token work runs on a pool of logged-in sessions (`TokenSettings.sessions`), each used by one
+/// thread at a time: ``sign(payloadType:payload:)`` computes SHA-256 of the DSSE PAE, signs the
+/// digest on a free session (`CKM_ECDSA`, or `CKM_RSA_PKCS_PSS` with SHA-256, MGF1-SHA-256 and a
+/// 32-byte salt) and converts ECDSA's raw r‖s to DER. Key generation and other administration
+/// always run on the signer's own threads (one per session). So does a signature while the token
+/// is slow (a network HSM); while it signs as fast as CPU work (an in-process module) a signature
+/// runs on the caller's thread when a session is free (``SignerOptions/callerThreadLimitSeconds``).
 ///
 /// Fail secure: any failure of the token (missing, wrong PIN, lost session, a failing `C_Sign`)
 /// makes the signer ``SignerAvailability/unavailable(_:)``: every signing call throws a
@@ -95,8 +108,11 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
     private final class Job {
         let run: (CK_SESSION_HANDLE, [String: KeyHandles]) -> (failure: SignerError?, complete: () -> Void)
         let fail: (SignerError) -> Void
-        init(run: @escaping (CK_SESSION_HANDLE, [String: KeyHandles]) -> (failure: SignerError?, complete: () -> Void),
+        /// A signature: its duration feeds ``TokenSigner/signNanos``.
+        let isSignature: Bool
+        init(isSignature: Bool, run: @escaping (CK_SESSION_HANDLE, [String: KeyHandles]) -> (failure: SignerError?, complete: () -> Void),
              fail: @escaping (SignerError) -> Void) {
+            self.isSignature = isSignature
             self.run = run
             self.fail = fail
         }
@@ -114,6 +130,13 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
     private var queue: [Job] = []
     private var queueHead = 0
     private var sessions: [CK_SESSION_HANDLE] = []
+    /// The sessions no thread is using now (a PKCS#11 session serves one call at a time).
+    private var freeSessions: [CK_SESSION_HANDLE] = []
+    /// Recent time of one signature in the token (moving average, nanoseconds); infinite until
+    /// measured. Below ``SignerOptions/callerThreadLimitSeconds`` signatures run on the caller's thread.
+    private var signNanos = Double.infinity
+    /// Signatures that ran on a caller's thread.
+    private var callerThreadSignatures = 0
     private var slot: CK_SLOT_ID = 0
     private var keys: [String: KeyHandles] = [:]
     private var activeKey: String?
@@ -155,7 +178,7 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
         runningThreads = workers + 1
         cond.unlock()
         for index in 0..<workers {
-            let t = Thread { [self] in workerLoop(index) }
+            let t = Thread { [self] in workerLoop() }
             t.name = "countersign-signer-\(index)"
             t.start()
         }
@@ -259,7 +282,7 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
     public func sign(payloadType: String, payload: [UInt8], keyID: String) async throws -> SignedStatement {
         let digest = Array(SHA256.hash(data: DSSE.pae(payloadType: payloadType, payload: payload)))
         let calls = self.calls
-        let (raw, algorithm): ([UInt8], KeyAlgorithm) = try await submit { session, keys in
+        let (raw, algorithm): ([UInt8], KeyAlgorithm) = try await submit(signature: true) { session, keys in
             guard let k = keys[keyID] else {
                 return .failure(SignerError(.unknownKey, "the token holds no key \(keyID)"))
             }
@@ -311,9 +334,10 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
         let pending = drainLocked()
         let open = sessions
         sessions = []
+        freeSessions = []
         cond.broadcastWork()
         cond.broadcastControl()
-        while runningThreads > 0 { cond.waitControl() }
+        while runningThreads > 0 || inFlight > 0 { cond.waitControl() }
         for o in observers.values { o.finish() }
         observers = [:]
         state = .unavailable(error)
@@ -323,6 +347,13 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
     }
 
     // MARK: test and benchmark hooks
+
+    /// How many signatures ran on a caller's thread rather than a signing thread.
+    var signaturesOnCallersThreads: Int {
+        cond.lock()
+        defer { cond.unlock() }
+        return callerThreadSignatures
+    }
 
     /// Reads an attribute of a key's private (or public) object: tests check that `CKA_VALUE` of
     /// a private key answers `CKR_ATTRIBUTE_SENSITIVE`.
@@ -391,17 +422,23 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
 
     // MARK: the pool
 
-    private func submit<T: Sendable>(_ work: @escaping (CK_SESSION_HANDLE, [String: KeyHandles]) -> Result<T, SignerError>) async throws -> T {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+    /// Runs `work` on a session of the pool: on the caller's own thread when the token signs as
+    /// fast as CPU work and a session is free with nothing queued (see ``runOnCallersThread(_:)``),
+    /// else on a signing thread.
+    /// - Parameter signature: `work` is one signature (short); only a signature may run on the
+    ///   caller's thread, never key generation or other token administration.
+    private func submit<T: Sendable>(signature: Bool = false,
+                                     _ work: @escaping (CK_SESSION_HANDLE, [String: KeyHandles]) -> Result<T, SignerError>) async throws -> T {
+        if signature, let result = runOnCallersThread(work) { return try result.get() }
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
             let job = Job(
+                isSignature: signature,
                 run: { session, keys in
                     switch work(session, keys) {
                     case .success(let value):
                         return (nil, { continuation.resume(returning: value) })
                     case .failure(let error):
-                        // Only token failures take the signer down; a wrong key id is the caller's problem.
-                        let down = error.code == .unavailable || error.code == .keyGeneration && error.returnValue.map(Self.isTokenFailure) == true
-                        return (down ? error : nil, { continuation.resume(throwing: error) })
+                        return (Self.takesTheSignerDown(error) ? error : nil, { continuation.resume(throwing: error) })
                     }
                 },
                 fail: { continuation.resume(throwing: $0) })
@@ -418,6 +455,57 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
         }
     }
 
+    /// Runs one signature on the calling thread if the token has been fast (``signNanos`` below
+    /// ``SignerOptions/callerThreadLimitSeconds``) and a session is free. `nil`: submit it to the signing threads
+    /// instead. A job already queued waits at most for the signature under way: each session
+    /// given back wakes a signing thread while jobs wait.
+    private func runOnCallersThread<T>(_ work: (CK_SESSION_HANDLE, [String: KeyHandles]) -> Result<T, SignerError>) -> Result<T, SignerError>? {
+        cond.lock()
+        guard signNanos < options.callerThreadLimitSeconds * 1e9, isAvailableLocked, !shuttingDown, let session = freeSessions.popLast()
+        else {
+            cond.unlock()
+            return nil
+        }
+        let keys = self.keys
+        let generation = moduleGeneration
+        inFlight += 1
+        callerThreadSignatures += 1
+        cond.unlock()
+
+        let started = DispatchTime.now().uptimeNanoseconds
+        let result = work(session, keys)
+        let elapsed = DispatchTime.now().uptimeNanoseconds - started
+
+        var failure: SignerError?
+        if case .failure(let e) = result, Self.takesTheSignerDown(e) { failure = e }
+        cond.lock()
+        finishLocked(session: session, signatureNanos: elapsed, generation: generation, failure: failure)
+        cond.unlock()
+        return result
+    }
+
+    /// Gives a session back after a call, records a signature's time, and takes the signer down
+    /// after a token failure. Called with the lock held.
+    private func finishLocked(session: CK_SESSION_HANDLE, signatureNanos: UInt64?, generation: Int, failure: SignerError?) {
+        inFlight -= 1
+        if generation == moduleGeneration {
+            freeSessions.append(session)
+            if queueHead < queue.count { cond.signalWork() }
+        }
+        if let n = signatureNanos {
+            signNanos = signNanos.isFinite ? 0.9 * signNanos + 0.1 * Double(n) : Double(n)
+        }
+        if let failure, generation == moduleGeneration, isAvailableLocked {
+            becomeUnavailableLocked(failure)
+        }
+        if inFlight == 0 && (!isAvailableLocked || shuttingDown) { cond.broadcastControl() }
+    }
+
+    /// Only token failures take the signer down; a wrong key id is the caller's problem.
+    private static func takesTheSignerDown(_ error: SignerError) -> Bool {
+        error.code == .unavailable || error.code == .keyGeneration && error.returnValue.map(isTokenFailure) == true
+    }
+
     /// Return values after which the sessions cannot be trusted any more.
     private static func isTokenFailure(_ rv: UInt) -> Bool {
         rv != CKR_MECHANISM_INVALID && rv != CKR_ARGUMENTS_BAD && rv != CKR_TEMPLATE_INCONSISTENT
@@ -430,7 +518,7 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
     /// concurrency runtime; under load (a backlog of at least two jobs) the thread therefore
     /// resumes its callers in batches of up to ``completionBatch``, and always before it waits for
     /// work, so a caller is held back by at most a few signatures and never indefinitely.
-    private func workerLoop(_ index: Int) {
+    private func workerLoop() {
         var completions: [() -> Void] = []
         completions.reserveCapacity(Self.completionBatch)
         func flush() {
@@ -439,14 +527,14 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
         }
         cond.lock()
         while true {
-            let idle = queueHead >= queue.count || !isAvailableLocked || index >= sessions.count
+            let idle = queueHead >= queue.count || !isAvailableLocked || freeSessions.isEmpty
             if idle && !completions.isEmpty {
                 cond.unlock()
                 flush()
                 cond.lock()
                 continue
             }
-            while !shuttingDown && (queueHead >= queue.count || !isAvailableLocked || index >= sessions.count) {
+            while !shuttingDown && (queueHead >= queue.count || !isAvailableLocked || freeSessions.isEmpty) {
                 cond.waitWork()
             }
             if shuttingDown { break }
@@ -457,24 +545,22 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
                 queueHead = 0
             }
             let backlog = queue.count - queueHead
-            let session = sessions[index]
+            let session = freeSessions.removeLast()
             let keys = self.keys
             let generation = moduleGeneration
             inFlight += 1
             cond.unlock()
 
+            let started = job.isSignature ? DispatchTime.now().uptimeNanoseconds : 0
             let (failure, complete) = job.run(session, keys)
+            let elapsed = job.isSignature ? DispatchTime.now().uptimeNanoseconds - started : nil
             completions.append(complete)
             if backlog < 2 || failure != nil || completions.count >= Self.completionBatch {
                 flush()
             }
 
             cond.lock()
-            inFlight -= 1
-            if let failure, generation == moduleGeneration, isAvailableLocked {
-                becomeUnavailableLocked(failure)
-            }
-            if inFlight == 0 && !isAvailableLocked { cond.broadcastControl() }
+            finishLocked(session: session, signatureNanos: elapsed, generation: generation, failure: failure)
         }
         runningThreads -= 1
         cond.broadcastControl()
@@ -603,6 +689,7 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
             cond.lock()
             self.slot = slot
             self.sessions = opened
+            self.freeSessions = opened
             self.keys = found
             self.moduleGeneration = generation
             self.connectedOnce = true

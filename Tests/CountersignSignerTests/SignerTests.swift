@@ -83,6 +83,38 @@ import Testing
         }
     }
 
+    @Test func signaturesRunOnTheCallersThreadOnlyWhileTheTokenIsFast() async throws {
+        let key = try await {
+            let s = try tokens.signer("cs-test-sign")
+            defer { s.shutdown() }
+            return try await s.generateKey(algorithm: .ecdsaP256)
+        }()
+        let vk = try VerificationKey(spkiDER: key.spkiDER)
+        // A limit no SoftHSM signature comes near (a loaded test machine must not make this flaky),
+        // and a limit of 0: a token never fast enough.
+        for limit in [0.05, 0] {
+            var options = TestTokens.options
+            options.callerThreadLimitSeconds = limit
+            let signer = try tokens.signer("cs-test-sign", sessions: 2, options: options)
+            defer { signer.shutdown() }
+            try signer.setActiveKey(key.keyID)
+            // The first signature measures the token, on a signing thread.
+            try vk.verify(try await signer.sign(payloadType: PayloadType.decision, payload: [0]))
+            #expect(signer.signaturesOnCallersThreads == 0)
+            try await withThrowingTaskGroup(of: SignedStatement.self) { group in
+                for i in 0..<100 {
+                    group.addTask { try await signer.sign(payloadType: PayloadType.decision, payload: Array("statement \(i)".utf8)) }
+                }
+                for try await s in group { try vk.verify(s) }
+            }
+            if limit == 0 {
+                #expect(signer.signaturesOnCallersThreads == 0)
+            } else {
+                #expect(signer.signaturesOnCallersThreads > 50)
+            }
+        }
+    }
+
     @Test func refusesUnknownKeysAndSignsNothingWithoutAnActiveKey() async throws {
         let signer = try tokens.signer("cs-test-sign")
         defer { signer.shutdown() }

@@ -68,10 +68,10 @@ public final class TestTokens: @unchecked Sendable {
     /// Quick recovery, so that fail-secure tests do not wait long.
     public static let options = SignerOptions(initialBackoffSeconds: 0.05, maximumBackoffSeconds: 0.4, probeIntervalSeconds: 0.2)
 
-    public func signer(_ label: String, sessions: Int = 2) throws -> TokenSigner {
+    public func signer(_ label: String, sessions: Int = 2, options: SignerOptions = TestTokens.options) throws -> TokenSigner {
         var logger = Logger(label: "test.signer")
         logger.logLevel = .warning
-        return try TokenSigner(settings: settings(label, sessions: sessions), options: Self.options, logger: logger)
+        return try TokenSigner(settings: settings(label, sessions: sessions), options: options, logger: logger)
     }
 
     /// Generates a key pair in `signer`'s token, one generation at a time in this process: SoftHSM
