@@ -102,24 +102,39 @@ actor BatchWriter {
             let batch = queue.take(limit: batchLimit)
             guard !batch.isEmpty else { continue }
             lastBatchCallers = batch.count
-            do {
-                let start = try await write(batch.count == 1 ? batch[0].entries : batch.flatMap(\.entries))
-                var next = start
-                for p in batch {
-                    let indices = (0..<p.entries.count).map { next + UInt64($0) }
-                    next += UInt64(p.entries.count)
-                    p.continuation.resume(returning: indices)
-                }
-            } catch {
-                let e = Database.map(error, "append")
-                logger.warning("ledger append failed", metadata: ["cs.error": "\(String(reflecting: e))"])
-                for p in batch { p.continuation.resume(throwing: e) }
-                tree = nil
-                if e.code == .unavailable, let c = connection {
-                    connection = nil
-                    try? await c.close()
-                }
+            if let e = await commit(batch), e.code == .exists, batch.count > 1 {
+                // One caller's decision is already in the ledger, and the whole batch rolled back:
+                // each caller again on its own, so that only that one is refused.
+                for p in batch { await commit([p]) }
             }
+        }
+    }
+
+    /// Writes `batch` in one transaction and completes its callers: each with its indices, or all
+    /// with the error. Returns the error, if any.
+    @discardableResult
+    private func commit(_ batch: [WriteQueue.Pending]) async -> LedgerError? {
+        do {
+            var next = try await write(batch.count == 1 ? batch[0].entries : batch.flatMap(\.entries))
+            for p in batch {
+                let indices = (0..<p.entries.count).map { next + UInt64($0) }
+                next += UInt64(p.entries.count)
+                p.continuation.resume(returning: indices)
+            }
+            return nil
+        } catch {
+            let e = Database.map(error, "append")
+            if e.code == .exists && batch.count > 1 { return e }  // the caller retries them one by one
+            if e.code != .exists {
+                logger.warning("ledger append failed", metadata: ["cs.error": "\(String(reflecting: e))"])
+                tree = nil
+            }
+            for p in batch { p.continuation.resume(throwing: e) }
+            if e.code == .unavailable, let c = connection {
+                connection = nil
+                try? await c.close()
+            }
+            return e
         }
     }
 

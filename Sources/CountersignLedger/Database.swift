@@ -93,6 +93,8 @@ enum Database {
                 switch state {
                 case "CS001", "CS002":
                     return LedgerError(.staleEpoch, "\(context): \(msg)", cause: error, file: file, line: line)
+                case "23505" where p.serverInfo?[.constraintName] == Schema.oneDecisionPerRequest:
+                    return LedgerError(.exists, "\(context): the ledger already holds a decision for this request id", cause: error, file: file, line: line)
                 case "CS003", "23505":
                     return LedgerError(.conflict, "\(context): another writer appended at the same time", cause: error, file: file, line: line)
                 case "42P01", "42883":

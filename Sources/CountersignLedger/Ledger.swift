@@ -112,7 +112,8 @@ public final class Ledger: Sendable {
     /// Appends one signed statement; returns its index once its transaction has committed.
     /// - Throws: ``LedgerError``: `leaseLost` without a lease, `staleEpoch` when another node
     ///   took the lease (the database refused the epoch), `unavailable` when the database cannot
-    ///   be reached in time, `conflict` when another writer appended at the same moment.
+    ///   be reached in time, `conflict` when another writer appended at the same moment, `exists`
+    ///   when the entry is a decision and the ledger already holds one for its request id.
     public func append(_ entry: LedgerEntry) async throws -> UInt64 {
         try await writer.submit([entry])[0]
     }

@@ -3,7 +3,7 @@
 public struct LedgerError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         enum Value: Hashable, Sendable {
-            case unavailable, staleEpoch, leaseLost, outOfRange, notFound, conflict, invalidArgument, corrupt, schema
+            case unavailable, staleEpoch, leaseLost, outOfRange, notFound, conflict, exists, invalidArgument, corrupt, schema
         }
         let value: Value
 
@@ -19,6 +19,9 @@ public struct LedgerError: Error, Sendable, CustomStringConvertible, CustomDebug
         public static let notFound = Code(value: .notFound)
         /// Another writer appended concurrently; the batch was rolled back (wire: `UNAVAILABLE`).
         public static let conflict = Code(value: .conflict)
+        /// The ledger already holds a decision for this request id; nothing was appended (wire:
+        /// `ALREADY_EXISTS`).
+        public static let exists = Code(value: .exists)
         /// Bad input from the caller (wire: `INVALID_ARGUMENT`).
         public static let invalidArgument = Code(value: .invalidArgument)
         /// Stored data does not agree with itself (wire: `INTERNAL`).
@@ -34,6 +37,7 @@ public struct LedgerError: Error, Sendable, CustomStringConvertible, CustomDebug
             case .unavailable, .staleEpoch, .leaseLost, .conflict: "UNAVAILABLE"
             case .outOfRange: "OUT_OF_RANGE"
             case .notFound: "NOT_FOUND"
+            case .exists: "ALREADY_EXISTS"
             case .invalidArgument: "INVALID_ARGUMENT"
             case .corrupt: "INTERNAL"
             case .schema: "FAILED_PRECONDITION"

@@ -32,6 +32,7 @@ enum Schema {
         return [
             Migration(version: 1, name: "ledger tables, append-only triggers, lease fence", sql: fill(v1)),
             Migration(version: 2, name: "index of the keyring's key events", sql: v2),
+            Migration(version: 3, name: "one decision per request id", sql: v3),
         ]
     }
 
@@ -199,4 +200,14 @@ enum Schema {
     static let v2 = """
         CREATE INDEX entries_key_events ON entries (idx) WHERE kind = 'key-event';
         """
+
+    /// Nothing is decided twice: the database refuses a second `decision` entry for a request id
+    /// (``LedgerError/Code/exists``). The decision service relies on it for idempotency, instead
+    /// of looking each request id up before deciding.
+    static let v3 = """
+        CREATE UNIQUE INDEX \(oneDecisionPerRequest) ON entries (request_id) WHERE kind = 'decision';
+        """
+
+    /// The unique index behind ``LedgerError/Code/exists``.
+    static let oneDecisionPerRequest = "entries_one_decision_per_request"
 }

@@ -14,6 +14,12 @@ import Metrics
 /// owners this orchestrator may act for) → evaluate the policy → build the statement → sign it in
 /// the token → append it to the ledger (committed) → reply. A reply never leaves before its ledger
 /// row has committed; anything that cannot be signed or ledgered is `UNAVAILABLE`, never approved.
+///
+/// Idempotency: the database holds at most one decision per request id (a unique index), so a
+/// new request needs no lookup before it is decided. A replay is decided again, and its append
+/// refused (``LedgerError/Code/exists``); so is any failure on the way: then the stored decision
+/// is looked up and returned if the request is the same, byte for byte, and `ALREADY_EXISTS`
+/// if it is not.
 public struct DecisionService: Sendable {
     let policy: PolicySource
     let signer: any StatementSigner
@@ -107,66 +113,89 @@ public struct DecisionService: Sendable {
         let fingerprint = Self.fingerprint(request)
 
         return try await gate.exclusive(request.requestID) {
-            // Idempotency: the same request again returns the stored decision, byte for byte.
-            if let stored = try await ledger.latest(kind: .decision, requestID: request.requestID) {
+            do {
+                return try await decide(request, format: format, fingerprint: fingerprint, started: started, context)
+            } catch {
+                // A replay, or a failure (the token, the policy…): if this request was decided
+                // before, the stored decision is the answer; if another request was decided under
+                // this id, it is refused; else the failure stands. When the ledger itself failed,
+                // it cannot answer a lookup either.
+                if let e = error as? LedgerError, e.code != .exists { throw error }
+                let stored: StoredEntry?
+                do {
+                    stored = try await ledger.latest(kind: .decision, requestID: request.requestID)
+                } catch let lookup {
+                    if let e = error as? LedgerError, e.code == .exists { throw lookup }
+                    throw error
+                }
+                guard let stored else {
+                    if let e = error as? LedgerError, e.code == .exists {
+                        throw Status(.unavailable, "the ledger refused request_id '\(request.requestID)' as decided, but holds no decision for it")
+                    }
+                    throw error
+                }
                 guard stored.fingerprint == fingerprint else {
                     throw Status(.alreadyExists, "request_id '\(request.requestID)' was decided for a different request; use a new request_id")
                 }
                 return try Self.reply(from: stored)
             }
-
-            let policyStarted = ContinuousClock.now
-            let evaluation = try policy.engine().evaluate(EvaluationRequest(
-                requestID: request.requestID, userRequest: request.userRequest, owner: request.owner, plan: request.plan,
-                planFormat: format, changeTicket: request.changeTicket.isEmpty ? nil : request.changeTicket,
-                infracost: request.infracost.isEmpty ? nil : request.infracost))
-
-            DecisionMetrics.policy.record(duration: ContinuousClock.now - policyStarted)
-            var statement = DecisionStatement()
-            statement.requestID = request.requestID
-            statement.planSHA256 = evaluation.planSHA256
-            statement.userRequestSHA256 = evaluation.userRequestSHA256
-            statement.policySHA256 = evaluation.policySHA256
-            statement.verdict = CountersignWire.Verdict(policy: evaluation.verdict)
-            statement.agent = context.principal.id
-            statement.owner = request.owner
-            statement.keyID = try await signer.activeKeyID
-            statement.decidedAtUnixMs = now()
-            statement.rules = evaluation.findings.map(\.rule)
-            statement.cannotOverride = evaluation.cannotOverride
-            statement.changeTicket = request.changeTicket
-            statement.planFormat = format.rawValue
-            statement.findings = evaluation.findings.map(CountersignWire.Finding.init(policy:))
-            statement.summary = evaluation.summary
-            statement.planned = evaluation.plannedChanges.map { CountersignWire.PlannedChange(address: $0.address, action: $0.action) }
-
-            let signStarted = ContinuousClock.now
-            let signed = try await signer.sign(payloadType: PayloadType.decision, payload: statement.protobufBytes())
-            guard signed.keyID == statement.keyID else {
-                // A rotation landed between reading the active key and signing: the statement would
-                // name another key than the one that signed it. Nothing is ledgered; the caller retries.
-                throw Status(.unavailable, "the signing key rotated during the decision; retry")
-            }
-            let appendStarted = ContinuousClock.now
-            DecisionMetrics.sign.record(duration: appendStarted - signStarted)
-            let index = try await ledger.append(LedgerEntry(
-                kind: .decision, statement: signed, agent: context.principal.id, owner: request.owner,
-                requestID: request.requestID, fingerprint: fingerprint))
-            let done = ContinuousClock.now
-            DecisionMetrics.append.record(duration: done - appendStarted)
-            DecisionMetrics.decision.record(duration: done - started)
-            DecisionMetrics.verdicts[statement.verdict.rawValue, default: DecisionMetrics.other].increment()
-            context.logger.info("decided", metadata: [
-                "cs.request_id": "\(request.requestID)", "cs.verdict": "\(statement.verdict)", "cs.ledger_index": "\(index)",
-                "cs.owner": "\(request.owner)",
-            ])
-            if statement.verdict == .veto {
-                alerts?.post(Alert(.veto, "VETO of \(request.requestID) for \(request.owner) from \(context.principal.id): \(evaluation.summary)",
-                                   details: ["request_id": request.requestID, "owner": request.owner, "agent": context.principal.id,
-                                             "rules": statement.rules.joined(separator: ","), "ledger_index": "\(index)"]))
-            }
-            return Self.reply(statement: statement, signed: signed, index: index)
         }
+    }
+
+    /// Evaluates, signs and ledgers a new decision.
+    private func decide(_ request: VerifyPlanRequest, format: PlanFormat, fingerprint: [UInt8], started: ContinuousClock.Instant,
+                        _ context: CallContext) async throws -> CountersignWire.Decision {
+        let policyStarted = ContinuousClock.now
+        let evaluation = try policy.engine().evaluate(EvaluationRequest(
+            requestID: request.requestID, userRequest: request.userRequest, owner: request.owner, plan: request.plan,
+            planFormat: format, changeTicket: request.changeTicket.isEmpty ? nil : request.changeTicket,
+            infracost: request.infracost.isEmpty ? nil : request.infracost))
+
+        DecisionMetrics.policy.record(duration: ContinuousClock.now - policyStarted)
+        var statement = DecisionStatement()
+        statement.requestID = request.requestID
+        statement.planSHA256 = evaluation.planSHA256
+        statement.userRequestSHA256 = evaluation.userRequestSHA256
+        statement.policySHA256 = evaluation.policySHA256
+        statement.verdict = CountersignWire.Verdict(policy: evaluation.verdict)
+        statement.agent = context.principal.id
+        statement.owner = request.owner
+        statement.keyID = try await signer.activeKeyID
+        statement.decidedAtUnixMs = now()
+        statement.rules = evaluation.findings.map(\.rule)
+        statement.cannotOverride = evaluation.cannotOverride
+        statement.changeTicket = request.changeTicket
+        statement.planFormat = format.rawValue
+        statement.findings = evaluation.findings.map(CountersignWire.Finding.init(policy:))
+        statement.summary = evaluation.summary
+        statement.planned = evaluation.plannedChanges.map { CountersignWire.PlannedChange(address: $0.address, action: $0.action) }
+
+        let signStarted = ContinuousClock.now
+        let signed = try await signer.sign(payloadType: PayloadType.decision, payload: statement.protobufBytes())
+        guard signed.keyID == statement.keyID else {
+            // A rotation landed between reading the active key and signing: the statement would
+            // name another key than the one that signed it. Nothing is ledgered; the caller retries.
+            throw Status(.unavailable, "the signing key rotated during the decision; retry")
+        }
+        let appendStarted = ContinuousClock.now
+        DecisionMetrics.sign.record(duration: appendStarted - signStarted)
+        let index = try await ledger.append(LedgerEntry(
+            kind: .decision, statement: signed, agent: context.principal.id, owner: request.owner,
+            requestID: request.requestID, fingerprint: fingerprint))
+        let done = ContinuousClock.now
+        DecisionMetrics.append.record(duration: done - appendStarted)
+        DecisionMetrics.decision.record(duration: done - started)
+        DecisionMetrics.verdicts[statement.verdict.rawValue, default: DecisionMetrics.other].increment()
+        context.logger.info("decided", metadata: [
+            "cs.request_id": "\(request.requestID)", "cs.verdict": "\(statement.verdict)", "cs.ledger_index": "\(index)",
+            "cs.owner": "\(request.owner)",
+        ])
+        if statement.verdict == .veto {
+            alerts?.post(Alert(.veto, "VETO of \(request.requestID) for \(request.owner) from \(context.principal.id): \(evaluation.summary)",
+                               details: ["request_id": request.requestID, "owner": request.owner, "agent": context.principal.id,
+                                         "rules": statement.rules.joined(separator: ","), "ledger_index": "\(index)"]))
+        }
+        return Self.reply(statement: statement, signed: signed, index: index)
     }
 
     // MARK: VerifyExecution

@@ -97,18 +97,63 @@ import Testing
         try await TokenTestSigner.with { signer in
             try await TestDatabase.withFresh { db in
                 try await db.withLedger { ledger in
-                    _ = try await ledger.append(try await signer.entry(1, requestID: "r-1"))
-                    let second = try await signer.entry(2, requestID: "r-1")
-                    let i2 = try await ledger.append(second)
-                    _ = try await ledger.append(try await signer.entry(3, kind: .refusal, requestID: "r-1"))
+                    let first = try await signer.entry(1, requestID: "r-1")
+                    let i1 = try await ledger.append(first)
+                    _ = try await ledger.append(try await signer.entry(2, kind: .refusal, requestID: "r-1"))
+                    let refusal = try await signer.entry(3, kind: .refusal, requestID: "r-1")
+                    let i3 = try await ledger.append(refusal)
                     _ = try await ledger.append(try await signer.entry(4, requestID: "r-2"))
                     let latest = try #require(try await ledger.latest(kind: .decision, requestID: "r-1"))
-                    #expect(latest.index == i2)
-                    #expect(latest.statement == second.statement)
-                    #expect(latest.leafHash == Merkle.leafHash(second.statement.payload))
+                    #expect(latest.index == i1)
+                    #expect(latest.statement == first.statement)
+                    #expect(latest.leafHash == Merkle.leafHash(first.statement.payload))
+                    #expect(try await ledger.latest(kind: .refusal, requestID: "r-1")?.index == i3)
                     #expect(try await ledger.latest(kind: .execution, requestID: "r-1") == nil)
                     #expect(try await ledger.latest(kind: .decision, requestID: "nope") == nil)
-                    #expect(try await ledger.entry(at: i2).statement == second.statement)
+                    #expect(try await ledger.entry(at: i3).statement == refusal.statement)
+                }
+            }
+        }
+    }
+
+    @Test func aSecondDecisionForARequestIsRefusedAloneEvenInABatch() async throws {
+        try await TokenTestSigner.with { signer in
+            try await TestDatabase.withFresh { db in
+                try await db.withLedger { ledger in
+                    #expect(try await ledger.append(try await signer.entry(1, requestID: "r-1")) == 0)
+                    await #expect { try await ledger.append(try await signer.entry(2, requestID: "r-1")) } throws: {
+                        ($0 as? LedgerError)?.code == .exists && ($0 as? LedgerError)?.code.wireStatus == "ALREADY_EXISTS"
+                    }
+                    // Concurrent appends share batches: the one duplicate among them is refused, and
+                    // only it; the others get gapless indices.
+                    var entries: [LedgerEntry] = []
+                    for n in 0..<40 { entries.append(try await signer.entry(100 + n, requestID: n == 17 ? "r-1" : "c-\(n)")) }
+                    let results = await withTaskGroup(of: (Int, Result<UInt64, LedgerError>).self) { group in
+                        for (n, e) in entries.enumerated() {
+                            group.addTask {
+                                do { return (n, .success(try await ledger.append(e))) } catch { return (n, .failure(error as! LedgerError)) }
+                            }
+                        }
+                        var all: [Int: Result<UInt64, LedgerError>] = [:]
+                        for await (n, r) in group { all[n] = r }
+                        return all
+                    }
+                    var indices: [UInt64] = []
+                    for (n, r) in results {
+                        switch r {
+                        case .success(let i):
+                            #expect(n != 17)
+                            indices.append(i)
+                        case .failure(let e):
+                            #expect(n == 17 && e.code == .exists, "entry \(n): \(e)")
+                        }
+                    }
+                    #expect(indices.sorted() == Array(1...39))
+                    #expect(try await ledger.size() == 40)
+                    // Other kinds may repeat a request id (refusals, execution reports).
+                    _ = try await ledger.append(try await signer.entry(200, kind: .refusal, requestID: "r-1"))
+                    _ = try await ledger.append(try await signer.entry(201, kind: .refusal, requestID: "r-1"))
+                    #expect(try await ledger.size() == 42)
                 }
             }
         }
