@@ -135,6 +135,13 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
     /// Recent time of one signature in the token (moving average, nanoseconds); infinite until
     /// measured. Below ``SignerOptions/callerThreadLimitSeconds`` signatures run on the caller's thread.
     private var signNanos = Double.infinity
+    /// Whether callers may sign on their own thread at all: only with at least one session per core.
+    /// With fewer sessions, a signing thread per session keeps every session busy while the callers'
+    /// own work (the PAE, the hash, the rest of the request) runs on the other cores; with a session
+    /// per core, handing signatures to other threads only adds thread switches. (Measured on 2
+    /// cores: 1 session 0.93 of the raw rate on a signing thread, 0.79 on callers' threads; 2
+    /// sessions 0.81 on signing threads, 0.96 on callers' threads.)
+    private let callersMaySign: Bool
     /// Signatures that ran on a caller's thread.
     private var callerThreadSignatures = 0
     private var slot: CK_SLOT_ID = 0
@@ -164,6 +171,7 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
         self.logger = logger
         self.module = try PKCS11Module.shared(path: settings.modulePath, softHSM2Conf: settings.softHSM2ConfPath)
         self.calls = PKCS11Calls(f: module.functions)
+        self.callersMaySign = max(1, settings.sessions) >= ProcessInfo.processInfo.activeProcessorCount
 
         do {
             try connect()
@@ -455,13 +463,15 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
         }
     }
 
-    /// Runs one signature on the calling thread if the token has been fast (``signNanos`` below
+    /// Runs one signature on the calling thread if there are sessions for every core
+    /// (``callersMaySign``), the token has been fast (``signNanos`` below
     /// ``SignerOptions/callerThreadLimitSeconds``) and a session is free. `nil`: submit it to the signing threads
     /// instead. A job already queued waits at most for the signature under way: each session
     /// given back wakes a signing thread while jobs wait.
     private func runOnCallersThread<T>(_ work: (CK_SESSION_HANDLE, [String: KeyHandles]) -> Result<T, SignerError>) -> Result<T, SignerError>? {
         cond.lock()
-        guard signNanos < options.callerThreadLimitSeconds * 1e9, isAvailableLocked, !shuttingDown, let session = freeSessions.popLast()
+        guard callersMaySign, signNanos < options.callerThreadLimitSeconds * 1e9, isAvailableLocked, !shuttingDown,
+              let session = freeSessions.popLast()
         else {
             cond.unlock()
             return nil
