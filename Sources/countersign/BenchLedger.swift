@@ -62,10 +62,15 @@ struct BenchLedger: AsyncParsableCommand {
         try await ledger.withRunning {
             try await ledger.acquireLease(holder: "bench", ttl: .seconds(3600))
             var next = Int(try await ledger.size())
-            func take() -> LedgerEntry {
-                let e = pool[next % poolSize]
-                next += 1
+            // The pool's statements repeat; the request ids may not (one decision per request id).
+            @Sendable func entry(_ i: Int, _ prefix: String = "bench") -> LedgerEntry {
+                var e = pool[i % poolSize]
+                e.requestID = "\(prefix)-\(i)"
                 return e
+            }
+            func take() -> LedgerEntry {
+                next += 1
+                return entry(next - 1)
             }
 
             // 1. One writer, unbatched: each append waits for its own commit.
@@ -103,7 +108,7 @@ struct BenchLedger: AsyncParsableCommand {
                         group.addTask {
                             var i = startIndex + w
                             while Date() < deadline {
-                                _ = try await ledger.append(pool[i % poolSize])
+                                _ = try await ledger.append(entry(i))
                                 counter.add(1)
                                 i += writers
                             }
@@ -125,7 +130,7 @@ struct BenchLedger: AsyncParsableCommand {
                 let count = min(5000, entries - size)
                 var b: [LedgerEntry] = []
                 b.reserveCapacity(count)
-                for j in 0..<count { b.append(pool[(size + j) % poolSize]) }
+                for j in 0..<count { b.append(entry(size + j, "fill")) }
                 _ = try await ledger.append(contentsOf: b)
                 size += count
             }
