@@ -5,27 +5,32 @@ import Darwin
 #endif
 import Foundation
 
-/// One mutex with two condition variables: `work` (the signing threads wait for jobs) and
-/// `control` (the supervisor and `shutdown` wait for state changes). Two conditions so that a new
-/// job wakes exactly one signing thread and never the supervisor.
+/// One mutex with three condition variables: `work` (the signing threads wait for jobs), `session`
+/// (callers signing on their own thread wait for a free session) and `control` (the supervisor and
+/// `shutdown` wait for state changes). Separate conditions so that a new job wakes exactly one
+/// signing thread and never the supervisor.
 final class Monitor: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let workCond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private let controlCond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let sessionCond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
     init() {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(workCond, nil)
         pthread_cond_init(controlCond, nil)
+        pthread_cond_init(sessionCond, nil)
     }
 
     deinit {
         pthread_cond_destroy(workCond)
         pthread_cond_destroy(controlCond)
+        pthread_cond_destroy(sessionCond)
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
         workCond.deallocate()
         controlCond.deallocate()
+        sessionCond.deallocate()
     }
 
     func lock() { pthread_mutex_lock(mutex) }
@@ -38,9 +43,18 @@ final class Monitor: @unchecked Sendable {
     func waitControl() { pthread_cond_wait(controlCond, mutex) }
     func broadcastControl() { pthread_cond_broadcast(controlCond) }
 
+    func signalSession() { pthread_cond_signal(sessionCond) }
+    func broadcastSession() { pthread_cond_broadcast(sessionCond) }
+
     /// Waits on `control` for at most `seconds`. Returns `false` on timeout.
     @discardableResult
-    func waitControl(seconds: Double) -> Bool {
+    func waitControl(seconds: Double) -> Bool { timedWait(controlCond, seconds) }
+
+    /// Waits on `session` for at most `seconds`. Returns `false` on timeout.
+    @discardableResult
+    func waitSession(seconds: Double) -> Bool { timedWait(sessionCond, seconds) }
+
+    private func timedWait(_ condition: UnsafeMutablePointer<pthread_cond_t>, _ seconds: Double) -> Bool {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let whole = Int(seconds)
@@ -49,6 +63,6 @@ final class Monitor: @unchecked Sendable {
             deadline.tv_sec += 1
             deadline.tv_nsec -= 1_000_000_000
         }
-        return pthread_cond_timedwait(controlCond, mutex, &deadline) == 0
+        return pthread_cond_timedwait(condition, mutex, &deadline) == 0
     }
 }

@@ -142,6 +142,8 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
     /// cores: 1 session 0.93 of the raw rate on a signing thread, 0.79 on callers' threads; 2
     /// sessions 0.81 on signing threads, 0.96 on callers' threads.)
     private let callersMaySign: Bool
+    /// Callers waiting for a session to sign on their own thread.
+    private var sessionWaiters = 0
     /// Signatures that ran on a caller's thread.
     private var callerThreadSignatures = 0
     private var slot: CK_SLOT_ID = 0
@@ -338,6 +340,7 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
     public func shutdown() {
         cond.lock()
         shuttingDown = true
+        cond.broadcastSession()
         let error = SignerError(.unavailable, "token unavailable: the signer is shutting down")
         let pending = drainLocked()
         let open = sessions
@@ -464,15 +467,26 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
     }
 
     /// Runs one signature on the calling thread if there are sessions for every core
-    /// (``callersMaySign``), the token has been fast (``signNanos`` below
-    /// ``SignerOptions/callerThreadLimitSeconds``) and a session is free. `nil`: submit it to the signing threads
-    /// instead. A job already queued waits at most for the signature under way: each session
-    /// given back wakes a signing thread while jobs wait.
+    /// (``callersMaySign``) and the token has been fast (``signNanos`` below
+    /// ``SignerOptions/callerThreadLimitSeconds``). When every session is busy, the caller waits
+    /// for one, as for a lock: with a session per core they are busy with work as short as its
+    /// own (other callers' signatures, or the signing threads finishing the jobs queued before the
+    /// token was measured, which thus drain). It waits at most ``sessionWaitSeconds``, so that a
+    /// token that stalls holds callers' threads only that long. `nil`: submit it to the signing
+    /// threads instead.
     private func runOnCallersThread<T>(_ work: (CK_SESSION_HANDLE, [String: KeyHandles]) -> Result<T, SignerError>) -> Result<T, SignerError>? {
+        guard callersMaySign else { return nil }
         cond.lock()
-        guard callersMaySign, signNanos < options.callerThreadLimitSeconds * 1e9, isAvailableLocked, !shuttingDown,
-              let session = freeSessions.popLast()
-        else {
+        var session: CK_SESSION_HANDLE?
+        while signNanos < options.callerThreadLimitSeconds * 1e9, isAvailableLocked, !shuttingDown {
+            session = freeSessions.popLast()
+            if session != nil { break }
+            sessionWaiters += 1
+            let woken = cond.waitSession(seconds: Self.sessionWaitSeconds)
+            sessionWaiters -= 1
+            if !woken { break }
+        }
+        guard let session else {
             cond.unlock()
             return nil
         }
@@ -494,6 +508,10 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
         return result
     }
 
+    /// Longest wait of a caller for a free session before it hands its signature to the signing
+    /// threads.
+    static let sessionWaitSeconds = 0.002
+
     /// Gives a session back after a call, records a signature's time, and takes the signer down
     /// after a token failure. Called with the lock held.
     private func finishLocked(session: CK_SESSION_HANDLE, signatureNanos: UInt64?, generation: Int, failure: SignerError?) {
@@ -501,6 +519,7 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
         if generation == moduleGeneration {
             freeSessions.append(session)
             if queueHead < queue.count { cond.signalWork() }
+            if sessionWaiters > 0 { cond.signalSession() }
         }
         if let n = signatureNanos {
             signNanos = signNanos.isFinite ? 0.9 * signNanos + 0.1 * Double(n) : Double(n)
@@ -537,14 +556,14 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
         }
         cond.lock()
         while true {
-            let idle = queueHead >= queue.count || !isAvailableLocked || freeSessions.isEmpty
+            let idle = !jobForASigningThreadLocked
             if idle && !completions.isEmpty {
                 cond.unlock()
                 flush()
                 cond.lock()
                 continue
             }
-            while !shuttingDown && (queueHead >= queue.count || !isAvailableLocked || freeSessions.isEmpty) {
+            while !shuttingDown && !jobForASigningThreadLocked {
                 cond.waitWork()
             }
             if shuttingDown { break }
@@ -580,9 +599,17 @@ public final class TokenSigner: StatementSigner, @unchecked Sendable {
 
     private var isAvailableLocked: Bool { if case .available = state { true } else { false } }
 
+    /// Whether a signing thread should take a queued job now: one waits, a session is free, and no
+    /// caller waits for that session to sign on its own thread (callers go first, so that once the
+    /// token is known to be fast the queue drains and stays empty).
+    private var jobForASigningThreadLocked: Bool {
+        queueHead < queue.count && isAvailableLocked && !freeSessions.isEmpty && sessionWaiters == 0
+    }
+
     /// Marks the signer unavailable, fails queued jobs and wakes the supervisor. Called with the lock held.
     private func becomeUnavailableLocked(_ error: SignerError) {
         state = .unavailable(error)
+        cond.broadcastSession()
         let pending = drainLocked()
         notifyLocked()
         cond.broadcastControl()
