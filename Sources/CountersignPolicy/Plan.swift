@@ -454,7 +454,7 @@ enum TerraformPlanReader {
     }
 
     /// Region per provider configuration key (`aws`, `aws.eu`, `module.x:aws`).
-    static func providerRegions(_ top: [String: JSONValue]) -> [String: String] {
+    static func providerRegions(_ top: JSONObject) -> [String: String] {
         var out: [String: String] = [:]
         guard let pcs = top["configuration"]?["provider_config"]?.object else { return out }
         let variables = top["variables"]?.object ?? [:]

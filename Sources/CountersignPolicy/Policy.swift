@@ -92,8 +92,8 @@ public struct Policy: Sendable, Hashable {
             "required_tags": list(requiredTags),
             "production": .object(["tag_keys": list(environmentTagKeys), "words": list(productionWords)]),
             "protected": .object(["names": list(protectedNames), "resource_types": list(auditResourceTypes)]),
-            "regions": .object(regionAllowLists.mapValues(list)),
-            "approvals": .object(approvalLevels.mapValues { .string($0.rawValue) }),
+            "regions": .object(JSONObject(regionAllowLists.mapValues(list))),
+            "approvals": .object(JSONObject(approvalLevels.mapValues { .string($0.rawValue) })),
             "disabled_rules": list(disabledRules.sorted()),
         ])
         return value.compactText

@@ -74,9 +74,9 @@ enum Redactor {
             if (isSecretKey(keyName) && !s.isEmpty) || looksLikeSecret(s) { return .string("(redacted)") }
             return v
         case .object(let o):
-            var out: [String: JSONValue] = [:]
+            var out = JSONObject()
             for (k, child) in o.prefix(max(1, budget / 10)) {
-                out[k] = redact(child, keyName: k, sensitive: sensitive, path: path + [.key(k)], budget: budget / 2)
+                out.appendDistinct(key: k, value: redact(child, keyName: k, sensitive: sensitive, path: path + [.key(k)], budget: budget / 2))
             }
             return .object(out)
         case .array(let a):
