@@ -267,13 +267,28 @@ func globMatch(_ pattern: String, _ text: String) -> Bool {
     globMatchBytes(lowerBytes(pattern), lowerBytes(text))
 }
 
+/// `globMatchBytes(p, lowerBytes(text))`, without making the lower-cased copy.
+func globMatchLowering(_ p: [UInt8], _ text: String) -> Bool {
+    if let result = text.utf8.withContiguousStorageIfAvailable({ globMatchBuffer(p, $0, lowering: true) }) { return result }
+    return globMatchBytes(p, lowerBytes(text))
+}
+
 /// Glob on bytes already lower-cased.
 func globMatchBytes(_ p: [UInt8], _ t: [UInt8]) -> Bool {
+    t.withUnsafeBufferPointer { globMatchBuffer(p, $0, lowering: false) }
+}
+
+/// Glob with `*` only; `lowering` lower-cases ASCII letters of `t` as it reads them.
+private func globMatchBuffer(_ p: [UInt8], _ t: UnsafeBufferPointer<UInt8>, lowering: Bool) -> Bool {
+    func at(_ i: Int) -> UInt8 {
+        let b = t[i]
+        return lowering && b >= 0x41 && b <= 0x5A ? b + 0x20 : b
+    }
     var pi = 0, ti = 0, star = -1, mark = 0
     while ti < t.count {
         if pi < p.count && p[pi] == UInt8(ascii: "*") {
             star = pi; mark = ti; pi += 1
-        } else if pi < p.count && p[pi] == t[ti] {
+        } else if pi < p.count && p[pi] == at(ti) {
             pi += 1; ti += 1
         } else if star >= 0 {
             pi = star + 1; mark += 1; ti = mark

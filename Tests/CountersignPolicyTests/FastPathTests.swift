@@ -112,4 +112,107 @@ struct FastPathTests {
             #expect(errorMessage("[1, " + text + "]") == "the plan is not valid JSON: integer beyond the 64-bit range at byte 4")
         }
     }
+
+    /// Strings built from pieces chosen to land on every branch: ASCII letters of both cases,
+    /// digits, separators, the prefixes and fragments the rules look for, combining marks, a
+    /// CR LF pair, non-ASCII letters, and characters canonically equivalent to ASCII ones.
+    static let samples: [String] = {
+        let pieces = ["a", "K", "z", "Q", "0", "7", "9", "-", "_", ".", "/", ":", ",", ";", "(", ")", "'", "\"", "!", "?",
+                      " ", "\t", "\n", "\r\n", "\u{0B}", "\u{1F}", "\u{7F}", "\u{85}", "\u{A0}", "\u{301}", "é", "e\u{301}",
+                      "\u{212A}", "\u{37E}", "İ", "ß", "ü", "名", "prod", "Prod", "PRODUCTION", "non", "non-", "nonprod", "dev",
+                      "staging", "pci", "PCI", "gdpr", "personal", "pii", "name", "Name", "NAME", "AKIA", "ASIA", "ghp_",
+                      "github_pat_", "sk-", "xoxb-", "glpat-", "eyJ", "arn:", "${", "-----BEGIN", "PRIVATE KEY", "password",
+                      "Pass", "word", "Token", "API_KEY", "apikey", "secret", "credential", "connection_string", "us-west-2",
+                      "eu-central-1", "a", "b", "i-", "sg-", "0abc123", "deadbeef", "10.0.0.1", "/24", "ABCDEFGHIJKLMNOP"]
+        var generator = SplitMix64(seed: 42)
+        var out = pieces + ["", "AKIAABCDEFGHIJKLMNOP", "AKIAABCDEFGHIJKLMNO\u{301}", "ghp_abcdefghijklmnopqrstuvwxyz",
+                            "ghp_\u{301}abcdefghijklmnopqrstuvwxyz", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abcdef",
+                            "eyJhbGciOiJIUzI1NiJ9..eyJzdWIiOiIxMjM0NTY3ODkwIn0.abcdef", "arn:\u{301}x", "$\u{301}{x}",
+                            "us-west-2a", "us-west-2\u{301}a", "1a", "12a", "123a", "1234a", "a\r\n1", "ab\r\n12a",
+                            "i-0abc123", "sg-0123abcd", "vpc-0a1b2c3d", "vpc-0A1B2C3D", "x-abcdef", "abcdefghi-012345",
+                            "10.0.0.1/32", "/10.0.0.1", "//", "1.2.3", "1.2.3.4.5", "1..2.3", "1234.1.1.1", "(i-0abc123),",
+                            "prod_pci", "nonprod-ml", "non-prod", "non prod", "NON-PROD", "my-prod-db", "\u{212A}ey"]
+        // Around every length threshold of the rules.
+        for prefix in ["AKIA", "ASIA", "AKIa", "ghp_", "gho_", "github_pat_", "xoxb-", "xoxp-", "sk-", "glpat-", "eyJ",
+                       "-----BEGIN PRIVATE KEY", "eyJ.", "x"] {
+            for n in 15...45 {
+                out.append(prefix + String(repeating: "A", count: max(0, n - prefix.utf8.count)))
+                out.append(prefix + String(repeating: "a.", count: max(0, n - prefix.utf8.count) / 2))
+                out.append(prefix + String(repeating: "é", count: max(0, n - prefix.utf8.count) / 2))
+                out.append(prefix + String(repeating: "A", count: max(0, n - prefix.utf8.count - 4)) + ".b.c")
+                out.append(prefix + String(repeating: "A", count: max(0, n - prefix.utf8.count - 4)) + ".b..")
+            }
+        }
+        for kind in ["", "i", "sg", "vpc", "abcdefgh", "abcdefghi", "a1", "I"] {
+            for id in ["0abc", "0abc1", "0abc12", "0abc123", "abcdef", "abcdeg", "0ABCDEF1", "0abc1-2"] {
+                out.append(kind + "-" + id)
+            }
+        }
+        for ip in ["1.2.3.4", "1.2.3.4/8", "/1.2.3.4", "1.2.3.4/", "01.2.3.4", "1234.2.3.4", "1.2..4", "a.b.c.d", "1.2.3.4.",
+                   "//1.2.3.4//x", "1.2.3.4/1.2", "١.٢.٣.٤"] {
+            out.append(ip)
+        }
+        for _ in 0..<4000 {
+            var s = ""
+            for _ in 0..<Int(generator.next() % 8) { s += pieces[Int(generator.next() % UInt64(pieces.count))] }
+            out.append(s)
+        }
+        return out
+    }()
+
+    static let policies: [Policy] = {
+        var custom = Policy.defaults
+        custom.productionWords = ["prod", "live", "prd", "n0n"]
+        custom.environmentTagKeys = ["Environment", "TIER", "data_class"]
+        var unicode = Policy.defaults
+        unicode.productionWords = ["prod", "produção", "\u{212A}"]
+        unicode.environmentTagKeys = ["Environment", "\u{37E}", "umgebung"]
+        return [.defaults, custom, unicode]
+    }()
+
+    @Test("words of names and tags: production, non-production, data scopes", arguments: 0..<3)
+    func words(_ policyIndex: Int) {
+        let classifier = Classifier(policy: FastPathTests.policies[policyIndex])
+        for s in FastPathTests.samples {
+            let words = wordsOf(s)
+            let summary = classifier.summarize(s)
+            #expect(summary.production == classifier.hasProductionWord(words), "\(s.debugDescription)")
+            #expect(summary.nonProduction == classifier.hasNonProductionWord(words), "\(s.debugDescription)")
+            for (word, flag) in [("pci", WordFlags.pci), ("gdpr", WordFlags.gdpr), ("personal", WordFlags.personal),
+                                 ("pii", WordFlags.pii)] {
+                #expect(summary.contains(flag) == words.contains(word), "\(s.debugDescription)")
+            }
+        }
+    }
+
+    @Test("tag keys compared case-insensitively")
+    func tagKeys() {
+        let sets = [LowercasedKeySet(["environment", "env", "stage"]), Classifier.scopeKeys,
+                    LowercasedKeySet(["environment", "\u{37E}", "k"])]
+        for s in FastPathTests.samples + ["Environment", "ENV", "DataClass", "data_Class", "Compliance", ";", "\u{212A}"] {
+            for set in sets { #expect(set.containsLowercased(s) == set.keys.contains(s.lowercased()), "\(s.debugDescription)") }
+            #expect(Classifier.isName(s) == (s.lowercased() == "name"), "\(s.debugDescription)")
+        }
+    }
+
+    @Test("protected-name globs read the name lower-cased")
+    func globs() {
+        let patterns = ["*countersign*", "*audit-log*", "prod-*", "*", "", "a*b*c", "*name", "k"].map(lowerBytes)
+        for s in FastPathTests.samples {
+            for p in patterns { #expect(globMatchLowering(p, s) == globMatchBytes(p, lowerBytes(s)), "\(s.debugDescription)") }
+        }
+    }
+}
+
+/// A small deterministic generator (SplitMix64), so that a failure can be reproduced.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }
