@@ -77,7 +77,6 @@ struct Evaluation {
     let cost: Double?
     let confirmations: Confirmations
     var findings: [Finding] = []
-    var secretKeys: [String: Bool] = [:]
     var auditTypeCache: [String: Bool] = [:]
 
     /// Plan-only environment of each change, and whether it counts as production.
@@ -505,7 +504,7 @@ struct Evaluation {
                     remedy: "nothing required; consider reserved capacity")
             }
         }
-        if c.hasAfter, let path = Redactor.firstSecret(in: c, secretKeys: &secretKeys) {
+        if c.hasAfter, let path = Redactor.firstSecret(in: c) {
             add(RuleCatalog.plaintextSecret, c, path: path,
                 "\(c.address) carries what looks like a secret in clear text at \(renderPath(path)); it will sit in the plan and the state.",
                 remedy: "a secret manager reference or a sensitive variable")

@@ -160,6 +160,15 @@ struct FastPathTests {
         return out
     }()
 
+    @Test("secret-looking keys and values, and references")
+    func secrets() {
+        for s in FastPathTests.samples {
+            #expect(Redactor.isSecretKey(s) == Redactor.isSecretKeyReference(s), "\(s.debugDescription)")
+            #expect(Redactor.looksLikeSecret(s) == Redactor.looksLikeSecretReference(s), "\(s.debugDescription)")
+            #expect(Redactor.isReference(s) == (s.hasPrefix("arn:") || s.hasPrefix("${")), "\(s.debugDescription)")
+        }
+    }
+
     static let policies: [Policy] = {
         var custom = Policy.defaults
         custom.productionWords = ["prod", "live", "prd", "n0n"]
