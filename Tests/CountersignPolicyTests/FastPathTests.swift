@@ -169,6 +169,13 @@ struct FastPathTests {
         }
     }
 
+    @Test("regions of availability zones")
+    func zones() {
+        for s in FastPathTests.samples {
+            #expect(TerraformPlanReader.regionOfZone(s) == TerraformPlanReader.regionOfZoneReference(s), "\(s.debugDescription)")
+        }
+    }
+
     static let policies: [Policy] = {
         var custom = Policy.defaults
         custom.productionWords = ["prod", "live", "prd", "n0n"]
@@ -209,6 +216,24 @@ struct FastPathTests {
         let patterns = ["*countersign*", "*audit-log*", "prod-*", "*", "", "a*b*c", "*name", "k"].map(lowerBytes)
         for s in FastPathTests.samples {
             for p in patterns { #expect(globMatchLowering(p, s) == globMatchBytes(p, lowerBytes(s)), "\(s.debugDescription)") }
+        }
+    }
+
+    @Test("an attribute by key is the attribute at the one-key path")
+    func attributes() throws {
+        let afters = [#"{"a":1,"b":null,"c":{"d":true}}"#, #"[1]"#, #"null"#, #"{"tags":{"x":"y"}}"#]
+        let unknowns = [#"{"a":true}"#, #"true"#, #"{"a":false,"b":{"c":true}}"#, #"null"#, #"[true]"#]
+        for after in afters {
+            for unknown in unknowns {
+                let c = ResourceChange(
+                    address: "t.n", module: nil, type: "t", name: "n", index: nil, deposed: nil, mode: "managed",
+                    provider: "p", actions: [.create], region: nil, tags: [:], carriesTags: false, isAdditionalAction: false,
+                    count: 1, before: nil, after: try parse(after), afterUnknown: try parse(unknown), beforeSensitive: nil,
+                    afterSensitive: nil, contextNames: [])
+                for key in ["a", "b", "c", "d", "tags", "0"] {
+                    #expect(c.attribute(key) == c.attribute([.key(key)]), "\(after) \(unknown) \(key)")
+                }
+            }
         }
     }
 }
