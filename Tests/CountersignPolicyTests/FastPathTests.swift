@@ -6,6 +6,8 @@ import Testing
 /// non-ASCII ones where characters and bytes differ.
 @Suite("Fast paths agree with their definitions")
 struct FastPathTests {
+    // MARK: JSON objects
+
     func parse(_ text: String) throws -> JSONValue {
         try JSONReader.parse(Array(text.utf8), maxDepth: 16)
     }
@@ -113,6 +115,8 @@ struct FastPathTests {
         }
     }
 
+    // MARK: Text read as bytes
+
     /// Strings built from pieces chosen to land on every branch: ASCII letters of both cases,
     /// digits, separators, the prefixes and fragments the rules look for, combining marks, a
     /// CR LF pair, non-ASCII letters, and characters canonically equivalent to ASCII ones.
@@ -173,6 +177,23 @@ struct FastPathTests {
     func zones() {
         for s in FastPathTests.samples {
             #expect(TerraformPlanReader.regionOfZone(s) == TerraformPlanReader.regionOfZoneReference(s), "\(s.debugDescription)")
+        }
+    }
+
+    @Test("request tokens and the ids among them")
+    func tokens() {
+        for s in FastPathTests.samples {
+            #expect(RequestIntent.isID(s) == RequestIntent.isIDReference(s), "\(s.debugDescription)")
+        }
+        var generator = SplitMix64(seed: 7)
+        for _ in 0..<1000 {
+            let words = (0..<Int(generator.next() % 12)).map { _ in
+                FastPathTests.samples[Int(generator.next() % UInt64(FastPathTests.samples.count))]
+            }
+            let text = words.joined(separator: generator.next() % 3 == 0 ? "  " : " ")
+            let tokens = RequestIntent.tokens(text)
+            #expect(tokens == RequestIntent.tokensReference(text), "\(text.debugDescription)")
+            for t in tokens { #expect(RequestIntent.isID(t) == RequestIntent.isIDReference(t), "\(t.debugDescription)") }
         }
     }
 
