@@ -119,10 +119,28 @@ enum JSONValue: Sendable, Hashable {
 struct JSONObject: Sendable, Hashable, RandomAccessCollection, ExpressibleByDictionaryLiteral {
     typealias Element = (key: String, value: JSONValue)
 
+    /// A member as stored (a nominal type: arrays of it need no tuple metadata at run time).
+    struct Member: Sendable {
+        var key: String
+        var value: JSONValue
+        /// The key is all ASCII: it can only equal an ASCII key of the same UTF-8 length.
+        var keyIsASCII: Bool
+
+        init(key: String, value: JSONValue, keyIsASCII: Bool) {
+            self.key = key
+            self.value = value
+            self.keyIsASCII = keyIsASCII
+        }
+
+        init(key: String, value: JSONValue) {
+            self.init(key: key, value: value, keyIsASCII: isASCII(key))
+        }
+    }
+
     /// Objects with more members than this keep a hash index.
     static let indexThreshold = 16
 
-    private var members: ContiguousArray<Element>
+    private var members: ContiguousArray<Member>
     /// Key → position; present exactly when `members.count > indexThreshold`.
     private var keyIndex: [String: Int]?
 
@@ -133,7 +151,7 @@ struct JSONObject: Sendable, Hashable, RandomAccessCollection, ExpressibleByDict
 
     /// Members whose keys are known to be distinct, with their index when there are more than
     /// ``indexThreshold`` (the reader builds both while it checks for duplicate keys).
-    init(distinctMembers: ContiguousArray<Element>, index: [String: Int]?) {
+    init(distinctMembers: ContiguousArray<Member>, index: [String: Int]?) {
         assert((index != nil) == (distinctMembers.count > JSONObject.indexThreshold))
         self.members = distinctMembers
         self.keyIndex = index
@@ -156,14 +174,24 @@ struct JSONObject: Sendable, Hashable, RandomAccessCollection, ExpressibleByDict
 
     var startIndex: Int { 0 }
     var endIndex: Int { members.count }
-    subscript(position: Int) -> Element { members[position] }
+    subscript(position: Int) -> Element {
+        let member = members[position]
+        return (key: member.key, value: member.value)
+    }
 
     /// The position of the member whose key is `key` (`String` equality), if any.
-    @inline(__always)
     func position(of key: String) -> Int? {
         if let keyIndex { return keyIndex[key] }
+        // An ASCII key equals only the ASCII key of the same length: most members are passed
+        // over without a string comparison. (Non-ASCII keys can equal keys of other lengths.)
+        let length = key.utf8.count
+        var keyIsASCII: Bool?
         var i = 0
         while i < members.count {
+            if members[i].keyIsASCII && members[i].key.utf8.count != length {
+                if keyIsASCII == nil { keyIsASCII = isASCII(key) }
+                if keyIsASCII! { i += 1; continue }
+            }
             if members[i].key == key { return i }
             i += 1
         }
@@ -193,7 +221,7 @@ struct JSONObject: Sendable, Hashable, RandomAccessCollection, ExpressibleByDict
 
     /// Appends a member whose key the caller knows is not present yet.
     mutating func appendDistinct(key: String, value: JSONValue) {
-        members.append((key: key, value: value))
+        members.append(Member(key: key, value: value))
         if keyIndex != nil {
             keyIndex![key] = members.count - 1
         } else if members.count > JSONObject.indexThreshold {
@@ -208,11 +236,11 @@ struct JSONObject: Sendable, Hashable, RandomAccessCollection, ExpressibleByDict
         keyIndex = built
     }
 
-    var keys: LazyMapSequence<ContiguousArray<Element>, String> { members.lazy.map(\.key) }
-    var values: LazyMapSequence<ContiguousArray<Element>, JSONValue> { members.lazy.map(\.value) }
+    var keys: LazyMapSequence<ContiguousArray<Member>, String> { members.lazy.map(\.key) }
+    var values: LazyMapSequence<ContiguousArray<Member>, JSONValue> { members.lazy.map(\.value) }
 
     /// The members sorted by key (`String` order), for canonical output.
-    func sortedByKey() -> [Element] { members.sorted { $0.key < $1.key } }
+    func sortedByKey() -> [Member] { members.sorted { $0.key < $1.key } }
 
     static func == (a: JSONObject, b: JSONObject) -> Bool {
         guard a.count == b.count else { return false }
@@ -236,6 +264,15 @@ struct JSONObject: Sendable, Hashable, RandomAccessCollection, ExpressibleByDict
     }
 }
 
+/// True when `s` is all ASCII (false when its bytes cannot be read in place).
+func isASCII(_ s: String) -> Bool {
+    s.utf8.withContiguousStorageIfAvailable { u in
+        var high: UInt8 = 0
+        for b in u { high |= b }
+        return high < 0x80
+    } ?? false
+}
+
 /// Parses strict JSON with the given depth limit.
 struct JSONReader: ~Copyable {
     static func parse(_ bytes: [UInt8], maxDepth: Int, what: String = "plan") throws -> JSONValue {
@@ -253,6 +290,8 @@ struct JSONReader: ~Copyable {
 
     private let buf: UnsafeBufferPointer<UInt8>
     private var pos = 0
+    /// Whether the string parseString returned last is all ASCII.
+    private var lastStringIsASCII = false
     /// Objects and arrays so far: bounds memory whatever the shape of the input.
     private var containers = 0
     static let maxContainers = 500_000
@@ -260,7 +299,7 @@ struct JSONReader: ~Copyable {
     private let what: String
     /// Members of the objects and items of the arrays being read, innermost last: a container's
     /// are moved into an array of exactly their number when it closes (one allocation each).
-    private var members = ScratchStack<JSONObject.Element>()
+    private var members = ScratchStack<JSONObject.Member>()
     private var items = ScratchStack<JSONValue>()
 
     private init(buf: UnsafeBufferPointer<UInt8>, maxDepth: Int, what: String) {
@@ -333,6 +372,7 @@ struct JSONReader: ~Copyable {
             guard buf[pos] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
             let keyStart = pos
             let key = try parseString()
+            let keyIsASCII = lastStringIsASCII
             skipWhitespace()
             guard pos < buf.count, buf[pos] == UInt8(ascii: ":") else { throw fail("expected ':' after a key") }
             pos += 1
@@ -343,7 +383,7 @@ struct JSONReader: ~Copyable {
             if index != nil {
                 duplicate = index!.updateValue(n, forKey: key) != nil
             } else if n < JSONObject.indexThreshold {
-                duplicate = members.containsKey(key, from: first)
+                duplicate = members.containsKey(key, isASCII: keyIsASCII, from: first)
             } else {
                 var built = [String: Int](minimumCapacity: 2 * n)
                 members.forEachKey(from: first) { i, k in built[k] = i }
@@ -354,7 +394,7 @@ struct JSONReader: ~Copyable {
                 pos = keyStart
                 throw fail("duplicate key in an object")
             }
-            members.push((key: key, value: value))
+            members.push(JSONObject.Member(key: key, value: value, keyIsASCII: keyIsASCII))
             skipWhitespace()
             guard pos < buf.count else { throw fail("unexpected end of input in an object") }
             if buf[pos] == UInt8(ascii: ",") { pos += 1; continue }
@@ -392,6 +432,7 @@ struct JSONReader: ~Copyable {
             let c = buf[pos]
             if c == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: buf[start..<pos])
+                lastStringIsASCII = ascii
                 if ascii {
                     pos += 1
                     return String(decoding: slice, as: UTF8.self)
@@ -417,6 +458,7 @@ struct JSONReader: ~Copyable {
                 guard let s = String(validating: bytes, as: UTF8.self) else {
                     throw fail("invalid UTF-8 in a string")
                 }
+                lastStringIsASCII = bytes.allSatisfy { $0 < 0x80 }
                 return s
             }
             if c < 0x20 { throw fail("control character in a string") }
@@ -552,35 +594,34 @@ struct ScratchStack<Element>: ~Copyable {
 
     /// Moves the elements from `first` on into a new array and removes them.
     mutating func popArray(from first: Int) -> [Element] {
-        let n = count - first
-        let source = base + first
-        let out = [Element](unsafeUninitializedCapacity: n) { buffer, initialized in
-            buffer.baseAddress!.moveInitialize(from: source, count: n)
-            initialized = n
-        }
+        var out: [Element] = []
+        out.reserveCapacity(count - first)
+        for i in first..<count { out.append((base + i).move()) }
         count = first
         return out
     }
 
     /// Moves the elements from `first` on into a new contiguous array and removes them.
     mutating func popContiguous(from first: Int) -> ContiguousArray<Element> {
-        let n = count - first
-        let source = base + first
-        let out = ContiguousArray<Element>(unsafeUninitializedCapacity: n) { buffer, initialized in
-            buffer.baseAddress!.moveInitialize(from: source, count: n)
-            initialized = n
-        }
+        // Grown by reserveCapacity and append, which the compiler specialises, rather than made
+        // by Array(unsafeUninitializedCapacity:), whose allocation is a generic call into the
+        // standard library that looks the storage type up at run time on every call.
+        var out: ContiguousArray<Element> = []
+        out.reserveCapacity(count - first)
+        for i in first..<count { out.append((base + i).move()) }
         count = first
         return out
     }
 }
 
-extension ScratchStack where Element == JSONObject.Element {
-    /// True when a member from `first` on has the key `key` (`String` equality).
-    func containsKey(_ key: String, from first: Int) -> Bool {
+extension ScratchStack where Element == JSONObject.Member {
+    /// True when a member from `first` on has the key `key` (`String` equality; ASCII keys of
+    /// different lengths are not compared, as in JSONObject.position(of:)).
+    func containsKey(_ key: String, isASCII keyIsASCII: Bool, from first: Int) -> Bool {
+        let length = key.utf8.count
         var i = first
         while i < count {
-            if base[i].key == key { return true }
+            if !(keyIsASCII && base[i].keyIsASCII && base[i].key.utf8.count != length), base[i].key == key { return true }
             i += 1
         }
         return false

@@ -45,6 +45,18 @@ struct FastPathTests {
         for i in 0..<n { #expect(v["k\(i)"] == .int(Int64(i))) }
         #expect(v["k\(n)"] == nil)
         #expect(v["K0"] == nil)
+        // Keys of other lengths, and keys that equal others of a different length.
+        let mixed = try parse("{" + (0..<n).map { "\"\(String(repeating: "k", count: $0 + 1))\":\($0)," }.joined()
+                              + #""\u212a":"kelvin","\u00e9":"e","x\u0301":"x"}"#)
+        for i in 0..<n { #expect(mixed[String(repeating: "k", count: i + 1)] == .int(Int64(i))) }
+        #expect(mixed["K"] == .string("kelvin"))
+        #expect(mixed["\u{212A}"] == .string("kelvin"))
+        #expect(mixed["e\u{301}"] == .string("e"))
+        #expect(mixed["\u{e9}"] == .string("e"))
+        #expect(mixed["x\u{301}"] == .string("x"))
+        #expect(mixed["x"] == nil)
+        #expect(errorMessage("{" + (0..<n).map { "\"\(String(repeating: "k", count: $0 + 1))\":\($0)," }.joined()
+                             + #""\u212a":1,"K":2}"#) != nil)
         #expect(v.object?.count == n)
     }
 
