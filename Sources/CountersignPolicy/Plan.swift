@@ -554,10 +554,14 @@ enum TerraformPlanReader {
         var contextNames: [String] = []
         if let tagObj = tagSource?.object {
             if tagObj["tags"] != nil || tagObj["tags_all"] != nil { carriesTags = true }
-            for key in ["tags_all", "tags"] {
-                if case .object(let t)? = tagObj[key] {
-                    for (k, v) in t { if case .string(let s) = v { tags[k] = s } }
-                }
+            // tags_all first, so that the resource's own tags win.
+            let tagsAll = tagObj["tags_all"]?.object
+            let ownTags = tagObj["tags"]?.object
+            let count = (tagsAll?.count ?? 0) + (ownTags?.count ?? 0)
+            if count > 0 {
+                tags.reserveCapacity(count)
+                for (k, v) in tagsAll ?? JSONObject() { if case .string(let s) = v { tags[k] = s } }
+                for (k, v) in ownTags ?? JSONObject() { if case .string(let s) = v { tags[k] = s } }
             }
             // Identifiers that name the resource.
             for key in ["name", "identifier", "bucket", "cluster_identifier", "function_name"] {
@@ -574,8 +578,8 @@ enum TerraformPlanReader {
         } else if let az = tagSource?["availability_zone"]?.string, let r = regionOfZone(az) {
             region = r
         } else if !regions.isEmpty {
-            let short = provider.split(separator: "/").last.map(String.init) ?? provider
-            if let module, let r = regions["\(module.replacingOccurrences(of: "module.", with: "")):\(short)"] {
+            let short = providerShortName(provider)
+            if let module, let r = regions["\(moduleKey(module)):\(short)"] {
                 region = r
             } else if let r = regions[short] {
                 region = r
@@ -587,6 +591,60 @@ enum TerraformPlanReader {
             region: region, tags: tags, carriesTags: carriesTags, isAdditionalAction: false, count: 1,
             before: before, after: after, afterUnknown: afterUnknown,
             beforeSensitive: beforeSensitive, afterSensitive: afterSensitive, contextNames: contextNames)
+    }
+
+    /// The last non-empty `/`-separated part of a provider name (`registry.terraform.io/hashicorp/aws`
+    /// → `aws`), or the whole name when it has none.
+    static func providerShortName(_ provider: String) -> String {
+        // Printable ASCII: a character is a byte.
+        if let ascii = provider.utf8.withContiguousStorageIfAvailable({ u -> String? in
+            guard u.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return nil }
+            var end = u.count
+            while end > 0, u[end - 1] == UInt8(ascii: "/") { end -= 1 }
+            guard end > 0 else { return provider }
+            var start = end
+            while start > 0, u[start - 1] != UInt8(ascii: "/") { start -= 1 }
+            return String(decoding: UnsafeBufferPointer(rebasing: u[start..<end]), as: UTF8.self)
+        }), let short = ascii {
+            return short
+        }
+        return providerShortNameReference(provider)
+    }
+
+    /// The definition of ``providerShortName(_:)``, on characters.
+    static func providerShortNameReference(_ provider: String) -> String {
+        provider.split(separator: "/").last.map(String.init) ?? provider
+    }
+
+    /// A module address as provider configuration keys name it: every `module.` removed
+    /// (`module.net.module.vpc` → `net.vpc`).
+    static func moduleKey(_ module: String) -> String {
+        // Printable ASCII: a character is a byte, and the search is a search of bytes.
+        if let ascii = module.utf8.withContiguousStorageIfAvailable({ u -> String? in
+            guard u.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return nil }
+            let pattern = Array("module.".utf8)
+            var out: [UInt8] = []
+            out.reserveCapacity(u.count)
+            var i = 0
+            while i < u.count {
+                if i + pattern.count <= u.count, u[i] == pattern[0],
+                   (1..<pattern.count).allSatisfy({ u[i + $0] == pattern[$0] }) {
+                    i += pattern.count
+                } else {
+                    out.append(u[i])
+                    i += 1
+                }
+            }
+            return String(decoding: out, as: UTF8.self)
+        }), let key = ascii {
+            return key
+        }
+        return moduleKeyReference(module)
+    }
+
+    /// The definition of ``moduleKey(_:)``.
+    static func moduleKeyReference(_ module: String) -> String {
+        module.replacingOccurrences(of: "module.", with: "")
     }
 
     static func markerValue(_ v: JSONValue?, _ where_: @autoclosure () -> String) throws -> JSONValue? {

@@ -185,10 +185,14 @@ struct FastPathTests {
         }
     }
 
-    @Test("regions of availability zones")
+    @Test("regions of availability zones; provider short names and module keys for provider regions")
     func zones() {
-        for s in FastPathTests.samples {
+        let extra = ["registry.terraform.io/hashicorp/aws", "aws", "/", "//", "a//", "//b", "a/b/", "module.net", "module.a.module.b",
+                     "module.module.", "modulemodule..", "module.\u{301}x", "mod\u{e9}le.x", "x.module.", "module"]
+        for s in FastPathTests.samples + extra {
             #expect(TerraformPlanReader.regionOfZone(s) == TerraformPlanReader.regionOfZoneReference(s), "\(s.debugDescription)")
+            #expect(TerraformPlanReader.providerShortName(s) == TerraformPlanReader.providerShortNameReference(s), "\(s.debugDescription)")
+            #expect(TerraformPlanReader.moduleKey(s) == TerraformPlanReader.moduleKeyReference(s), "\(s.debugDescription)")
         }
     }
 
