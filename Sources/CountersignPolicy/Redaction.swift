@@ -186,17 +186,27 @@ enum Redactor {
     /// The first (by rendered path) clear-text secret in a change's after value, or nil.
     static func firstSecret(in c: ResourceChange) -> [PathStep]? {
         guard let after = c.after else { return nil }
+        var scan = SecretScan(change: c)
+        scan.walk(after, false)
+        return scan.found.min { renderPath($0) < renderPath($1) }
+    }
+
+    /// The walk of ``firstSecret(in:)``: every node counts towards the 20,000 visited; it stops
+    /// after 51 finds.
+    private struct SecretScan {
+        let change: ResourceChange
         var path: [PathStep] = []
         var found: [[PathStep]] = []
         var visited = 0
-        func walk(_ v: JSONValue, _ keyIsSecret: Bool) {
+
+        mutating func walk(_ v: JSONValue, _ keyIsSecret: Bool) {
             visited += 1
             if visited > 20_000 || found.count > 50 { return }
             switch v {
             case .string(let s):
                 if s.isEmpty { return }
                 let candidate = (keyIsSecret && !isReference(s)) || looksLikeSecret(s)
-                if candidate && !c.isSensitive(path) { found.append(path) }
+                if candidate && !change.isSensitive(path) { found.append(path) }
             case .object(let o):
                 for (k, child) in o {
                     // The key matters only to a string under it (directly or in arrays).
@@ -219,7 +229,5 @@ enum Redactor {
                 return
             }
         }
-        walk(after, false)
-        return found.min { renderPath($0) < renderPath($1) }
     }
 }
