@@ -23,7 +23,7 @@ struct Classifier: Sendable {
     /// Every word the classification compares whole, with what it means.
     private let words: WordTable
     /// `policy.protectedNames` and `policy.auditResourceTypes`, lower-cased for `globMatchBytes`.
-    let protectedPatterns: [[UInt8]]
+    let protectedPatterns: [GlobPattern]
     let auditTypePatterns: [[UInt8]]
     static let nonProdWords: Set<String> = ["dev", "development", "test", "testing", "staging", "stage", "qa",
                                             "sandbox", "nonprod", "nonproduction", "uat", "preprod", "demo", "lab"]
@@ -37,7 +37,7 @@ struct Classifier: Sendable {
         table += [("non", WordFlags.non), ("pci", WordFlags.pci), ("gdpr", WordFlags.gdpr),
                   ("personal", WordFlags.personal), ("pii", WordFlags.pii)]
         self.words = WordTable(table)
-        self.protectedPatterns = policy.protectedNames.map(lowerBytes)
+        self.protectedPatterns = policy.protectedNames.map { GlobPattern(lowerBytes($0)) }
         self.auditTypePatterns = policy.auditResourceTypes.map(lowerBytes)
     }
 

@@ -377,7 +377,7 @@ struct Evaluation {
         } else {
             // The first of its names (address, name, identifiers, Name tag) that a pattern protects.
             func isProtected(_ n: String) -> Bool {
-                classifier.protectedPatterns.contains { globMatchLowering($0, n) }
+                classifier.protectedPatterns.contains { $0.matchesLowering(n) }
             }
             var protectedName: String?
             if isProtected(c.address) {

@@ -267,6 +267,45 @@ func globMatch(_ pattern: String, _ text: String) -> Bool {
     globMatchBytes(lowerBytes(pattern), lowerBytes(text))
 }
 
+/// A lower-cased glob pattern, ready to match many names.
+struct GlobPattern: Sendable {
+    let bytes: [UInt8]
+    /// For `*text*` (one `*` at each end and none between): the text, found by a plain search.
+    private let infix: [UInt8]?
+
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        let star = UInt8(ascii: "*")
+        if bytes.count > 2, bytes.first == star, bytes.last == star, !bytes.dropFirst().dropLast().contains(star) {
+            infix = Array(bytes.dropFirst().dropLast())
+        } else {
+            infix = nil
+        }
+    }
+
+    /// `globMatchBytes(bytes, lowerBytes(text))`.
+    func matchesLowering(_ text: String) -> Bool {
+        guard let infix else { return globMatchLowering(bytes, text) }
+        if let found = text.utf8.withContiguousStorageIfAvailable({ t -> Bool in
+            guard infix.count <= t.count else { return false }
+            let first = infix[0]
+            for i in 0...(t.count - infix.count) {
+                guard lowerASCII(t[i]) == first else { continue }
+                var j = 1
+                while j < infix.count && lowerASCII(t[i + j]) == infix[j] { j += 1 }
+                if j == infix.count { return true }
+            }
+            return false
+        }) {
+            return found
+        }
+        return globMatchBytes(bytes, lowerBytes(text))
+    }
+}
+
+@inline(__always)
+func lowerASCII(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5A ? b + 0x20 : b }
+
 /// `globMatchBytes(p, lowerBytes(text))`, without making the lower-cased copy.
 func globMatchLowering(_ p: [UInt8], _ text: String) -> Bool {
     if let result = text.utf8.withContiguousStorageIfAvailable({ globMatchBuffer(p, $0, lowering: true) }) { return result }

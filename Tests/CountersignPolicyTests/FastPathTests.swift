@@ -250,9 +250,14 @@ struct FastPathTests {
 
     @Test("protected-name globs read the name lower-cased")
     func globs() {
-        let patterns = ["*countersign*", "*audit-log*", "prod-*", "*", "", "a*b*c", "*name", "k"].map(lowerBytes)
-        for s in FastPathTests.samples {
-            for p in patterns { #expect(globMatchLowering(p, s) == globMatchBytes(p, lowerBytes(s)), "\(s.debugDescription)") }
+        let patterns = ["*countersign*", "*audit-log*", "*Prod*", "*e*", "**", "***", "*a*b*", "prod-*", "*", "", "a*b*c", "*name",
+                        "k", "*\u{301}*", "*é*"].map(lowerBytes)
+        for s in FastPathTests.samples + ["audit-lo", "AUDIT-LOG", "xaudit-logx", "countersig"] {
+            for p in patterns {
+                let expected = globMatchBytes(p, lowerBytes(s))
+                #expect(globMatchLowering(p, s) == expected, "\(s.debugDescription)")
+                #expect(GlobPattern(p).matchesLowering(s) == expected, "\(s.debugDescription)")
+            }
         }
     }
 
