@@ -11,6 +11,8 @@ public struct PolicyEngine: Sendable {
     public let limits: PlanLimits
     /// ``Policy/sha256`` of `policy`, computed once.
     public let policySHA256: [UInt8]
+    /// The policy's tables in the forms evaluation reads, built once.
+    let classifier: Classifier
 
     /// - Parameters:
     ///   - policy: the effective policy (default ``Policy/defaults``).
@@ -19,6 +21,7 @@ public struct PolicyEngine: Sendable {
         self.policy = policy
         self.limits = limits
         self.policySHA256 = policy.sha256
+        self.classifier = Classifier(policy: policy)
     }
 
     /// Evaluates a plan against the person's request and the policy.
@@ -46,8 +49,8 @@ public struct PolicyEngine: Sendable {
     /// Evaluates an already parsed plan. `requestID` and the plan digest are left empty.
     public func evaluate(plan: Plan, userRequest: String, changeTicket: String?, costIncreaseMonthly: Double?,
                          confirmations: Confirmations) -> Decision {
-        var ctx = Evaluation(policy: policy, plan: plan, userRequest: userRequest, changeTicket: changeTicket,
-                             cost: costIncreaseMonthly, confirmations: confirmations)
+        var ctx = Evaluation(policy: policy, classifier: classifier, plan: plan, userRequest: userRequest,
+                             changeTicket: changeTicket, cost: costIncreaseMonthly, confirmations: confirmations)
         ctx.run()
         var findings = ctx.findings.filter { policy.isEnabled($0.rule) }
         findings.sort(by: Finding.order)
@@ -74,24 +77,21 @@ struct Evaluation {
     let cost: Double?
     let confirmations: Confirmations
     var findings: [Finding] = []
-    var secretKeys: [String: Bool] = [:]
     var auditTypeCache: [String: Bool] = [:]
-    let protectedPatterns: [[UInt8]]
 
     /// Plan-only environment of each change, and whether it counts as production.
     var env: [EnvironmentClass] = []
     var isProd: [Bool] = []
 
-    init(policy: Policy, plan: Plan, userRequest: String, changeTicket: String?, cost: Double?,
-         confirmations: Confirmations) {
+    init(policy: Policy, classifier: Classifier, plan: Plan, userRequest: String, changeTicket: String?,
+         cost: Double?, confirmations: Confirmations) {
         self.policy = policy
         self.plan = plan
-        self.classifier = Classifier(policy: policy)
+        self.classifier = classifier
         self.intent = RequestIntent(userRequest, classifier: classifier)
         self.changeTicket = changeTicket
         self.cost = cost
         self.confirmations = confirmations
-        self.protectedPatterns = policy.protectedNames.map(lowerBytes)
     }
 
     mutating func add(_ rule: String, _ c: ResourceChange?, path: [PathStep] = [], _ message: String,
@@ -368,17 +368,28 @@ struct Evaluation {
         var reason: String?
         let isAuditType: Bool
         if let known = auditTypeCache[c.type] { isAuditType = known } else {
-            isAuditType = policy.auditResourceTypes.contains { globMatch($0, c.type) }
+            let type = lowerBytes(c.type)
+            isAuditType = classifier.auditTypePatterns.contains { globMatchBytes($0, type) }
             auditTypeCache[c.type] = isAuditType
         }
         if isAuditType {
             reason = "it is audit infrastructure (\(c.type))"
         } else {
-            let names = [c.address, c.name] + c.contextNames + (c.tags.first { $0.key.lowercased() == "name" }.map { [$0.value] } ?? [])
-            if let n = names.first(where: { n in
-                let text = lowerBytes(n)
-                return protectedPatterns.contains { globMatchBytes($0, text) }
-            }) {
+            // The first of its names (address, name, identifiers, Name tag) that a pattern protects.
+            func isProtected(_ n: String) -> Bool {
+                classifier.protectedPatterns.contains { $0.matchesLowering(n) }
+            }
+            var protectedName: String?
+            if isProtected(c.address) {
+                protectedName = c.address
+            } else if isProtected(c.name) {
+                protectedName = c.name
+            } else if let n = c.contextNames.first(where: isProtected) {
+                protectedName = n
+            } else if let n = Classifier.nameTag(c), isProtected(n) {
+                protectedName = n
+            }
+            if let n = protectedName {
                 reason = "its name \"\(n)\" is protected by policy"
             } else if c.type.hasPrefix("aws_s3_bucket") {
                 let v = c.after ?? c.before
@@ -493,7 +504,7 @@ struct Evaluation {
                     remedy: "nothing required; consider reserved capacity")
             }
         }
-        if c.hasAfter, let path = Redactor.firstSecret(in: c, secretKeys: &secretKeys) {
+        if c.hasAfter, let path = Redactor.firstSecret(in: c) {
             add(RuleCatalog.plaintextSecret, c, path: path,
                 "\(c.address) carries what looks like a secret in clear text at \(renderPath(path)); it will sit in the plan and the state.",
                 remedy: "a secret manager reference or a sensitive variable")

@@ -12,7 +12,7 @@ public struct PlannedChange: Sendable, Hashable {
     /// The plan's changes, in plan order; no-ops and reads are left out (they change nothing).
     public static func of(_ plan: Plan) -> [PlannedChange] {
         plan.changes.compactMap { change in
-            let actions = Set(change.actions)
+            let actions = change.actions
             let action: String
             if actions.contains(.delete) && actions.contains(.create) { action = "replace" }
             else if actions.contains(.delete) { action = "delete" }

@@ -88,9 +88,7 @@ struct RequestIntent: Sendable {
         contentWords = Set(words.filter { !RequestIntent.stopWords.contains($0) && VerbClass.of($0) == nil && $0.count > 1 })
 
         // Tokens split on whitespace keep ids and IP addresses whole.
-        let tokens = text.lowercased().split(whereSeparator: { $0.isWhitespace }).map {
-            $0.trimmingCharacters(in: ",;:()\"'!?")
-        }
+        let tokens = RequestIntent.tokens(text)
         var ids: [String] = []
         for t in tokens where RequestIntent.isID(t) {
             ids.append(normalise(t))
@@ -116,7 +114,55 @@ struct RequestIntent: Sendable {
         self.counts = counts
     }
 
+    /// The request lower-cased, split on whitespace, each piece trimmed of `,;:()"'!?` (and of
+    /// trailing dots); pieces trimmed to nothing are kept.
+    static func tokens(_ text: String) -> [String] {
+        // ASCII: every character but CR LF is one byte, and CR and LF are both whitespace.
+        if let ascii = text.utf8.withContiguousStorageIfAvailable({ u -> [String]? in
+            guard u.allSatisfy({ $0 < 0x80 }) else { return nil }
+            func isSpace(_ b: UInt8) -> Bool { b == 0x20 || (b >= 0x09 && b <= 0x0D) }
+            func isTrimmed(_ b: UInt8) -> Bool {
+                switch b {
+                case UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: ":"), UInt8(ascii: "("), UInt8(ascii: ")"),
+                     UInt8(ascii: "\""), UInt8(ascii: "'"), UInt8(ascii: "!"), UInt8(ascii: "?"): return true
+                default: return false
+                }
+            }
+            var out: [String] = []
+            var i = 0
+            while i < u.count {
+                if isSpace(u[i]) { i += 1; continue }
+                var start = i
+                while i < u.count, !isSpace(u[i]) { i += 1 }
+                var end = i
+                while start < end, isTrimmed(u[start]) { start += 1 }
+                while start < end, u[end - 1] == UInt8(ascii: ".") || isTrimmed(u[end - 1]) { end -= 1 }
+                out.append(String(unsafeUninitializedCapacity: end - start) { buffer in
+                    for j in start..<end { buffer[j - start] = u[j] >= 0x41 && u[j] <= 0x5A ? u[j] + 0x20 : u[j] }
+                    return end - start
+                })
+            }
+            return out
+        }), let tokens = ascii {
+            return tokens
+        }
+        return tokensReference(text)
+    }
+
+    /// The definition of ``tokens(_:)``, on characters.
+    static func tokensReference(_ text: String) -> [String] {
+        text.lowercased().split(whereSeparator: { $0.isWhitespace }).map {
+            $0.trimmingCharacters(in: ",;:()\"'!?")
+        }
+    }
+
     static func isID(_ t: String) -> Bool {
+        if let ascii = t.utf8.withContiguousStorageIfAvailable(isASCIIID), let result = ascii { return result }
+        return isIDReference(t)
+    }
+
+    /// The definition of ``isID(_:)``, on characters.
+    static func isIDReference(_ t: String) -> Bool {
         if t.hasPrefix("arn:") { return true }
         // IPv4 address or CIDR.
         let ipPart = t.split(separator: "/").first.map(String.init) ?? t
@@ -127,6 +173,45 @@ struct RequestIntent: Sendable {
         if parts.count == 2, (1...8).contains(parts[0].count), parts[0].allSatisfy(\.isLetter),
            parts[1].count >= 6, parts[1].allSatisfy(\.isHexDigit), parts[1].contains(where: \.isNumber) { return true }
         return false
+    }
+
+    /// ``isID(_:)`` of a token of printable ASCII, where a character is a byte, a letter is A-Z or
+    /// a-z, a number 0-9 and a hex digit 0-9, A-F or a-f; nil for any other token.
+    static func isASCIIID(_ t: UnsafeBufferPointer<UInt8>) -> Bool? {
+        guard t.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return nil }
+        func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
+        func isLetter(_ b: UInt8) -> Bool { (b | 0x20) >= 0x61 && (b | 0x20) <= 0x7A }
+        func isHex(_ b: UInt8) -> Bool { isDigit(b) || ((b | 0x20) >= 0x61 && (b | 0x20) <= 0x66) }
+        if t.count >= 4, t[0] == UInt8(ascii: "a"), t[1] == UInt8(ascii: "r"), t[2] == UInt8(ascii: "n"),
+           t[3] == UInt8(ascii: ":") { return true }
+        // IPv4 address or CIDR: the first non-empty piece between slashes (the whole token if none).
+        var ipStart = 0
+        while ipStart < t.count, t[ipStart] == UInt8(ascii: "/") { ipStart += 1 }
+        var ipEnd = ipStart
+        while ipEnd < t.count, t[ipEnd] != UInt8(ascii: "/") { ipEnd += 1 }
+        if ipStart == t.count { ipStart = 0; ipEnd = t.count }
+        var octets = 0
+        var octetLength = 0
+        var octetsValid = true
+        for p in ipStart...ipEnd {
+            if p == ipEnd || t[p] == UInt8(ascii: ".") {
+                octets += 1
+                if octetLength == 0 || octetLength > 3 { octetsValid = false }
+                octetLength = 0
+            } else {
+                if !isDigit(t[p]) { octetsValid = false }
+                octetLength += 1
+            }
+        }
+        if octets == 4 && octetsValid { return true }
+        // Cloud ids such as i-0abc123, sg-0123abcd, vpc-0a1b2c3d.
+        guard let dash = t.firstIndex(of: UInt8(ascii: "-")), t[(dash + 1)...].firstIndex(of: UInt8(ascii: "-")) == nil else {
+            return false
+        }
+        let kind = t[..<dash]
+        let id = t[(dash + 1)...]
+        return (1...8).contains(kind.count) && kind.allSatisfy(isLetter)
+            && id.count >= 6 && id.allSatisfy(isHex) && id.contains(where: isDigit)
     }
 }
 

@@ -16,7 +16,7 @@ enum JSONValue: Sendable, Hashable {
     case double(Double)
     case string(String)
     case array([JSONValue])
-    case object([String: JSONValue])
+    case object(JSONObject)
 
     subscript(key: String) -> JSONValue? {
         if case .object(let o) = self { return o[key] }
@@ -28,7 +28,7 @@ enum JSONValue: Sendable, Hashable {
         return nil
     }
 
-    var object: [String: JSONValue]? { if case .object(let o) = self { return o }; return nil }
+    var object: JSONObject? { if case .object(let o) = self { return o }; return nil }
     var array: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
     var string: String? { if case .string(let s) = self { return s }; return nil }
     var bool: Bool? { if case .bool(let b) = self { return b }; return nil }
@@ -76,11 +76,11 @@ enum JSONValue: Sendable, Hashable {
             out += "]"
         case .object(let o):
             out += "{"
-            for (i, k) in o.keys.sorted().enumerated() {
+            for (i, member) in o.sortedByKey().enumerated() {
                 if i > 0 { out += "," }
-                JSONValue.writeString(k, to: &out)
+                JSONValue.writeString(member.key, to: &out)
                 out += ":"
-                o[k]!.write(to: &out)
+                member.value.write(to: &out)
             }
             out += "}"
         }
@@ -108,8 +108,173 @@ enum JSONValue: Sendable, Hashable {
     }
 }
 
+/// The members of a JSON object, in document order.
+///
+/// Keys are compared as `String`s, exactly as a `[String: JSONValue]` compares them (canonically
+/// equivalent keys are the same key). Small objects, nearly all of a plan's, are searched
+/// linearly: no hasher to seed and no hash table to allocate for every object of every resource.
+/// An object with more than ``indexThreshold`` members also keeps a hash index, so that lookups
+/// in it stay constant-time and a hostile object with many keys is still read in linear time.
+/// Equality and hashing ignore the order of members, as a dictionary's do.
+struct JSONObject: Sendable, Hashable, RandomAccessCollection, ExpressibleByDictionaryLiteral {
+    typealias Element = (key: String, value: JSONValue)
+
+    /// A member as stored (a nominal type: arrays of it need no tuple metadata at run time).
+    struct Member: Sendable {
+        var key: String
+        var value: JSONValue
+        /// The key is all ASCII: it can only equal an ASCII key of the same UTF-8 length.
+        var keyIsASCII: Bool
+
+        init(key: String, value: JSONValue, keyIsASCII: Bool) {
+            self.key = key
+            self.value = value
+            self.keyIsASCII = keyIsASCII
+        }
+
+        init(key: String, value: JSONValue) {
+            self.init(key: key, value: value, keyIsASCII: isASCII(key))
+        }
+    }
+
+    /// Objects with more members than this keep a hash index.
+    static let indexThreshold = 16
+
+    private var members: ContiguousArray<Member>
+    /// Key → position; present exactly when `members.count > indexThreshold`.
+    private var keyIndex: [String: Int]?
+
+    init() {
+        members = []
+        keyIndex = nil
+    }
+
+    /// Members whose keys are known to be distinct, with their index when there are more than
+    /// ``indexThreshold`` (the reader builds both while it checks for duplicate keys).
+    init(distinctMembers: ContiguousArray<Member>, index: [String: Int]?) {
+        assert((index != nil) == (distinctMembers.count > JSONObject.indexThreshold))
+        self.members = distinctMembers
+        self.keyIndex = index
+    }
+
+    /// The members of a dictionary, in key order.
+    init(_ dictionary: [String: JSONValue]) {
+        self.init()
+        for key in dictionary.keys.sorted() { appendDistinct(key: key, value: dictionary[key]!) }
+    }
+
+    /// - Important: Like a dictionary literal, a literal with a key twice is a programming error.
+    init(dictionaryLiteral elements: (String, JSONValue)...) {
+        self.init()
+        for (key, value) in elements {
+            precondition(position(of: key) == nil, "JSONObject literal with a duplicate key")
+            appendDistinct(key: key, value: value)
+        }
+    }
+
+    var startIndex: Int { 0 }
+    var endIndex: Int { members.count }
+    subscript(position: Int) -> Element {
+        let member = members[position]
+        return (key: member.key, value: member.value)
+    }
+
+    /// The position of the member whose key is `key` (`String` equality), if any.
+    func position(of key: String) -> Int? {
+        if let keyIndex { return keyIndex[key] }
+        // An ASCII key equals only the ASCII key of the same length: most members are passed
+        // over without a string comparison. (Non-ASCII keys can equal keys of other lengths.)
+        let length = key.utf8.count
+        var keyIsASCII: Bool?
+        var i = 0
+        while i < members.count {
+            if members[i].keyIsASCII && members[i].key.utf8.count != length {
+                if keyIsASCII == nil { keyIsASCII = isASCII(key) }
+                if keyIsASCII! { i += 1; continue }
+            }
+            if members[i].key == key { return i }
+            i += 1
+        }
+        return nil
+    }
+
+    /// The value of the member `key`. Setting a key that is present replaces its value (the
+    /// stored key is kept); setting a new key appends it; setting nil removes it.
+    subscript(key: String) -> JSONValue? {
+        get {
+            guard let i = position(of: key) else { return nil }
+            return members[i].value
+        }
+        set {
+            if let i = position(of: key) {
+                if let newValue {
+                    members[i].value = newValue
+                } else {
+                    members.remove(at: i)
+                    rebuildIndex()
+                }
+            } else if let newValue {
+                appendDistinct(key: key, value: newValue)
+            }
+        }
+    }
+
+    /// Appends a member whose key the caller knows is not present yet.
+    mutating func appendDistinct(key: String, value: JSONValue) {
+        members.append(Member(key: key, value: value))
+        if keyIndex != nil {
+            keyIndex![key] = members.count - 1
+        } else if members.count > JSONObject.indexThreshold {
+            rebuildIndex()
+        }
+    }
+
+    private mutating func rebuildIndex() {
+        guard members.count > JSONObject.indexThreshold else { keyIndex = nil; return }
+        var built = [String: Int](minimumCapacity: members.count)
+        for (i, member) in members.enumerated() { built[member.key] = i }
+        keyIndex = built
+    }
+
+    var keys: LazyMapSequence<ContiguousArray<Member>, String> { members.lazy.map(\.key) }
+    var values: LazyMapSequence<ContiguousArray<Member>, JSONValue> { members.lazy.map(\.value) }
+
+    /// The members sorted by key (`String` order), for canonical output.
+    func sortedByKey() -> [Member] { members.sorted { $0.key < $1.key } }
+
+    static func == (a: JSONObject, b: JSONObject) -> Bool {
+        guard a.count == b.count else { return false }
+        for member in a.members {
+            guard let other = b[member.key], other == member.value else { return false }
+        }
+        return true
+    }
+
+    /// Independent of member order (a commutative combination of the members' hashes).
+    func hash(into hasher: inout Hasher) {
+        var commutative = 0
+        for member in members {
+            var h = Hasher()
+            h.combine(member.key)
+            h.combine(member.value)
+            commutative ^= h.finalize()
+        }
+        hasher.combine(members.count)
+        hasher.combine(commutative)
+    }
+}
+
+/// True when `s` is all ASCII (false when its bytes cannot be read in place).
+func isASCII(_ s: String) -> Bool {
+    s.utf8.withContiguousStorageIfAvailable { u in
+        var high: UInt8 = 0
+        for b in u { high |= b }
+        return high < 0x80
+    } ?? false
+}
+
 /// Parses strict JSON with the given depth limit.
-struct JSONReader {
+struct JSONReader: ~Copyable {
     static func parse(_ bytes: [UInt8], maxDepth: Int, what: String = "plan") throws -> JSONValue {
         try bytes.withUnsafeBufferPointer { buf in
             var reader = JSONReader(buf: buf, maxDepth: maxDepth, what: what)
@@ -125,11 +290,17 @@ struct JSONReader {
 
     private let buf: UnsafeBufferPointer<UInt8>
     private var pos = 0
+    /// Whether the string parseString returned last is all ASCII.
+    private var lastStringIsASCII = false
     /// Objects and arrays so far: bounds memory whatever the shape of the input.
     private var containers = 0
     static let maxContainers = 500_000
     private let maxDepth: Int
     private let what: String
+    /// Members of the objects and items of the arrays being read, innermost last: a container's
+    /// are moved into an array of exactly their number when it closes (one allocation each).
+    private var members = ScratchStack<JSONObject.Member>()
+    private var items = ScratchStack<JSONValue>()
 
     private init(buf: UnsafeBufferPointer<UInt8>, maxDepth: Int, what: String) {
         self.buf = buf
@@ -191,43 +362,63 @@ struct JSONReader {
     private mutating func parseObject(depth: Int) throws -> JSONValue {
         pos += 1
         skipWhitespace()
-        if pos < buf.count, buf[pos] == UInt8(ascii: "}") { pos += 1; return .object([:]) }
-        var dict = [String: JSONValue](minimumCapacity: 8)
+        if pos < buf.count, buf[pos] == UInt8(ascii: "}") { pos += 1; return .object(JSONObject()) }
+        let first = members.count
+        // Duplicate keys: a linear search while the object is small, a hash index beyond that.
+        var index: [String: Int]?
         while true {
             skipWhitespace()
             guard pos < buf.count else { throw fail("unexpected end of input in an object") }
             guard buf[pos] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
             let keyStart = pos
             let key = try parseString()
+            let keyIsASCII = lastStringIsASCII
             skipWhitespace()
             guard pos < buf.count, buf[pos] == UInt8(ascii: ":") else { throw fail("expected ':' after a key") }
             pos += 1
             skipWhitespace()
             let value = try parseValue(depth: depth + 1)
-            if dict.updateValue(value, forKey: key) != nil {
+            let n = members.count - first
+            var duplicate: Bool
+            if index != nil {
+                duplicate = index!.updateValue(n, forKey: key) != nil
+            } else if n < JSONObject.indexThreshold {
+                duplicate = members.containsKey(key, isASCII: keyIsASCII, from: first)
+            } else {
+                var built = [String: Int](minimumCapacity: 2 * n)
+                members.forEachKey(from: first) { i, k in built[k] = i }
+                duplicate = built.updateValue(n, forKey: key) != nil
+                index = built
+            }
+            if duplicate {
                 pos = keyStart
                 throw fail("duplicate key in an object")
             }
+            members.push(JSONObject.Member(key: key, value: value, keyIsASCII: keyIsASCII))
             skipWhitespace()
             guard pos < buf.count else { throw fail("unexpected end of input in an object") }
             if buf[pos] == UInt8(ascii: ",") { pos += 1; continue }
-            if buf[pos] == UInt8(ascii: "}") { pos += 1; return .object(dict) }
+            if buf[pos] == UInt8(ascii: "}") {
+                pos += 1
+                return .object(JSONObject(distinctMembers: members.popContiguous(from: first), index: index))
+            }
             throw fail("expected ',' or '}' in an object")
         }
     }
 
     private mutating func parseArray(depth: Int) throws -> JSONValue {
         pos += 1
-        var items: [JSONValue] = []
         skipWhitespace()
-        if pos < buf.count, buf[pos] == UInt8(ascii: "]") { pos += 1; return .array(items) }
+        if pos < buf.count, buf[pos] == UInt8(ascii: "]") { pos += 1; return .array([]) }
+        let first = items.count
         while true {
             skipWhitespace()
-            items.append(try parseValue(depth: depth + 1))
+            let item = try parseValue(depth: depth + 1)
+            items.push(item)
             skipWhitespace()
             guard pos < buf.count else { throw fail("unexpected end of input in an array") }
             if buf[pos] == UInt8(ascii: ",") { pos += 1; continue }
-            if buf[pos] == UInt8(ascii: "]") { pos += 1; return .array(items) }
+            if buf[pos] == UInt8(ascii: "]") { pos += 1; return .array(items.popArray(from: first)) }
             throw fail("expected ',' or ']' in an array")
         }
     }
@@ -241,6 +432,7 @@ struct JSONReader {
             let c = buf[pos]
             if c == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: buf[start..<pos])
+                lastStringIsASCII = ascii
                 if ascii {
                     pos += 1
                     return String(decoding: slice, as: UTF8.self)
@@ -266,6 +458,7 @@ struct JSONReader {
                 guard let s = String(validating: bytes, as: UTF8.self) else {
                     throw fail("invalid UTF-8 in a string")
                 }
+                lastStringIsASCII = bytes.allSatisfy { $0 < 0x80 }
                 return s
             }
             if c < 0x20 { throw fail("control character in a string") }
@@ -351,12 +544,91 @@ struct JSONReader {
             guard pos > digits else { throw fail("invalid number") }
         }
         guard pos - start <= 400 else { pos = start; throw fail("number literal too long") }
-        let text = String(decoding: UnsafeBufferPointer(rebasing: buf[start..<pos]), as: UTF8.self)
         if isInteger {
-            guard let i = Int64(text) else { pos = start; throw fail("integer beyond the 64-bit range") }
+            // The grammar above admits only `-?(0|[1-9][0-9]*)` here; accumulate towards the sign
+            // so that Int64.min is reachable.
+            let negative = buf[start] == UInt8(ascii: "-")
+            var i: Int64 = 0
+            for p in (negative ? start + 1 : start)..<pos {
+                let digit = Int64(buf[p] &- UInt8(ascii: "0"))
+                let (times10, o1) = i.multipliedReportingOverflow(by: 10)
+                let (next, o2) = negative ? times10.subtractingReportingOverflow(digit) : times10.addingReportingOverflow(digit)
+                if o1 || o2 { pos = start; throw fail("integer beyond the 64-bit range") }
+                i = next
+            }
             return .int(i)
         }
+        let text = String(decoding: UnsafeBufferPointer(rebasing: buf[start..<pos]), as: UTF8.self)
         guard let d = Double(text), d.isFinite else { pos = start; throw fail("number beyond the range of a double") }
         return .double(d)
+    }
+}
+
+/// A stack of elements that owns its storage, for the reader's containers in progress.
+struct ScratchStack<Element>: ~Copyable {
+    private var base: UnsafeMutablePointer<Element>
+    private var capacity: Int
+    private(set) var count = 0
+
+    init() {
+        capacity = 64
+        base = .allocate(capacity: capacity)
+    }
+
+    deinit {
+        base.deinitialize(count: count)
+        base.deallocate()
+    }
+
+    mutating func push(_ element: consuming Element) {
+        if count == capacity {
+            let bigger = UnsafeMutablePointer<Element>.allocate(capacity: capacity * 2)
+            bigger.moveInitialize(from: base, count: count)
+            base.deallocate()
+            base = bigger
+            capacity *= 2
+        }
+        (base + count).initialize(to: element)
+        count += 1
+    }
+
+    /// Moves the elements from `first` on into a new array and removes them.
+    mutating func popArray(from first: Int) -> [Element] {
+        var out: [Element] = []
+        out.reserveCapacity(count - first)
+        for i in first..<count { out.append((base + i).move()) }
+        count = first
+        return out
+    }
+
+    /// Moves the elements from `first` on into a new contiguous array and removes them.
+    mutating func popContiguous(from first: Int) -> ContiguousArray<Element> {
+        // Grown by reserveCapacity and append, which the compiler specialises, rather than made
+        // by Array(unsafeUninitializedCapacity:), whose allocation is a generic call into the
+        // standard library that looks the storage type up at run time on every call.
+        var out: ContiguousArray<Element> = []
+        out.reserveCapacity(count - first)
+        for i in first..<count { out.append((base + i).move()) }
+        count = first
+        return out
+    }
+}
+
+extension ScratchStack where Element == JSONObject.Member {
+    /// True when a member from `first` on has the key `key` (`String` equality; ASCII keys of
+    /// different lengths are not compared, as in JSONObject.position(of:)).
+    func containsKey(_ key: String, isASCII keyIsASCII: Bool, from first: Int) -> Bool {
+        let length = key.utf8.count
+        var i = first
+        while i < count {
+            if !(keyIsASCII && base[i].keyIsASCII && base[i].key.utf8.count != length), base[i].key == key { return true }
+            i += 1
+        }
+        return false
+    }
+
+    /// Calls `body` with the position (counted from `first`) and key of each member from `first` on.
+    func forEachKey(from first: Int, _ body: (Int, String) -> Void) {
+        for i in first..<count { body(i - first, base[i].key) }
     }
 }

@@ -311,7 +311,15 @@ public struct ResourceChange: Sendable, Hashable {
         return .known(v)
     }
 
-    func attribute(_ key: String) -> AttributeState { attribute([.key(key)]) }
+    /// `attribute([.key(key)])`, without making the path.
+    func attribute(_ key: String) -> AttributeState {
+        if let marker = afterUnknown {
+            if case .bool(true) = marker { return .unknown }
+            if case .object(let o) = marker, case .bool(true)? = o[key] { return .unknown }
+        }
+        guard case .object(let o)? = after, let v = o[key] else { return .absent }
+        return .known(v)
+    }
 
     /// A known string attribute after the change.
     func string(_ key: String) -> String? {
@@ -442,7 +450,7 @@ enum TerraformPlanReader {
             }
             changes.reserveCapacity(items.count)
             for (i, item) in items.enumerated() {
-                if let c = try readChange(item, at: "resource_changes[\(i)]", regions: regions) {
+                if let c = try readChange(item, at: i, regions: regions) {
                     changes.append(c)
                 }
             }
@@ -454,7 +462,7 @@ enum TerraformPlanReader {
     }
 
     /// Region per provider configuration key (`aws`, `aws.eu`, `module.x:aws`).
-    static func providerRegions(_ top: [String: JSONValue]) -> [String: String] {
+    static func providerRegions(_ top: JSONObject) -> [String: String] {
         var out: [String: String] = [:]
         guard let pcs = top["configuration"]?["provider_config"]?.object else { return out }
         let variables = top["variables"]?.object ?? [:]
@@ -474,7 +482,9 @@ enum TerraformPlanReader {
         return out
     }
 
-    static func readChange(_ item: JSONValue, at where_: String, regions: [String: String]) throws -> ResourceChange? {
+    static func readChange(_ item: JSONValue, at position: Int, regions: [String: String]) throws -> ResourceChange? {
+        // Only an error names the change: no text is made for the changes that are well formed.
+        var where_: String { "resource_changes[\(position)]" }
         guard case .object(let rc) = item else {
             throw PolicyError.invalidPlan("\(where_) must be an object, found \(item.typeName)")
         }
@@ -537,58 +547,131 @@ enum TerraformPlanReader {
         let beforeSensitive = try markerValue(change["before_sensitive"], "\(where_).change.before_sensitive")
         let afterSensitive = try markerValue(change["after_sensitive"], "\(where_).change.after_sensitive")
 
-        var c = ResourceChange(
-            address: address, module: module, type: type, name: name, index: index, deposed: deposed,
-            mode: mode, provider: provider, actions: actions,
-            region: nil, tags: [:], carriesTags: false, isAdditionalAction: false, count: 1,
-            before: before, after: after, afterUnknown: afterUnknown,
-            beforeSensitive: beforeSensitive, afterSensitive: afterSensitive, contextNames: [])
-
         // Tags: after the change, or before it for a deletion.
         let tagSource = (after ?? before)
+        var tags: [String: String] = [:]
+        var carriesTags = false
+        var contextNames: [String] = []
         if let tagObj = tagSource?.object {
-            if tagObj.keys.contains("tags") || tagObj.keys.contains("tags_all") { c.carriesTags = true }
-            for key in ["tags_all", "tags"] {
-                if case .object(let t)? = tagObj[key] {
-                    for (k, v) in t { if case .string(let s) = v { c.tags[k] = s } }
-                }
+            if tagObj["tags"] != nil || tagObj["tags_all"] != nil { carriesTags = true }
+            // tags_all first, so that the resource's own tags win.
+            let tagsAll = tagObj["tags_all"]?.object
+            let ownTags = tagObj["tags"]?.object
+            let count = (tagsAll?.count ?? 0) + (ownTags?.count ?? 0)
+            if count > 0 {
+                tags.reserveCapacity(count)
+                for (k, v) in tagsAll ?? JSONObject() { if case .string(let s) = v { tags[k] = s } }
+                for (k, v) in ownTags ?? JSONObject() { if case .string(let s) = v { tags[k] = s } }
             }
-        }
-        if !c.carriesTags, let u = afterUnknown?.object, u.keys.contains("tags") || u.keys.contains("tags_all") {
-            c.carriesTags = true
-        }
-        // Identifiers that name the resource.
-        if let o = tagSource?.object {
+            // Identifiers that name the resource.
             for key in ["name", "identifier", "bucket", "cluster_identifier", "function_name"] {
-                if case .string(let s)? = o[key] { c.contextNames.append(s) }
+                if case .string(let s)? = tagObj[key] { contextNames.append(s) }
             }
+        }
+        if !carriesTags, let u = afterUnknown?.object, u["tags"] != nil || u["tags_all"] != nil {
+            carriesTags = true
         }
         // Region: the resource's own `region`, its availability zone, else its provider's.
+        var region: String?
         if let r = tagSource?["region"]?.string, !r.isEmpty {
-            c.region = r
+            region = r
         } else if let az = tagSource?["availability_zone"]?.string, let r = regionOfZone(az) {
-            c.region = r
-        } else {
-            let short = provider.split(separator: "/").last.map(String.init) ?? provider
-            if let module, let r = regions["\(module.replacingOccurrences(of: "module.", with: "")):\(short)"] {
-                c.region = r
+            region = r
+        } else if !regions.isEmpty {
+            let short = providerShortName(provider)
+            if let module, let r = regions["\(moduleKey(module)):\(short)"] {
+                region = r
             } else if let r = regions[short] {
-                c.region = r
+                region = r
             }
         }
-        return c
+        return ResourceChange(
+            address: address, module: module, type: type, name: name, index: index, deposed: deposed,
+            mode: mode, provider: provider, actions: actions,
+            region: region, tags: tags, carriesTags: carriesTags, isAdditionalAction: false, count: 1,
+            before: before, after: after, afterUnknown: afterUnknown,
+            beforeSensitive: beforeSensitive, afterSensitive: afterSensitive, contextNames: contextNames)
     }
 
-    static func markerValue(_ v: JSONValue?, _ where_: String) throws -> JSONValue? {
+    /// The last non-empty `/`-separated part of a provider name (`registry.terraform.io/hashicorp/aws`
+    /// → `aws`), or the whole name when it has none.
+    static func providerShortName(_ provider: String) -> String {
+        // Printable ASCII: a character is a byte.
+        if let ascii = provider.utf8.withContiguousStorageIfAvailable({ u -> String? in
+            guard u.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return nil }
+            var end = u.count
+            while end > 0, u[end - 1] == UInt8(ascii: "/") { end -= 1 }
+            guard end > 0 else { return provider }
+            var start = end
+            while start > 0, u[start - 1] != UInt8(ascii: "/") { start -= 1 }
+            return String(decoding: UnsafeBufferPointer(rebasing: u[start..<end]), as: UTF8.self)
+        }), let short = ascii {
+            return short
+        }
+        return providerShortNameReference(provider)
+    }
+
+    /// The definition of ``providerShortName(_:)``, on characters.
+    static func providerShortNameReference(_ provider: String) -> String {
+        provider.split(separator: "/").last.map(String.init) ?? provider
+    }
+
+    /// A module address as provider configuration keys name it: every `module.` removed
+    /// (`module.net.module.vpc` → `net.vpc`).
+    static func moduleKey(_ module: String) -> String {
+        // Printable ASCII: a character is a byte, and the search is a search of bytes.
+        if let ascii = module.utf8.withContiguousStorageIfAvailable({ u -> String? in
+            guard u.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return nil }
+            let pattern = Array("module.".utf8)
+            var out: [UInt8] = []
+            out.reserveCapacity(u.count)
+            var i = 0
+            while i < u.count {
+                if i + pattern.count <= u.count, u[i] == pattern[0],
+                   (1..<pattern.count).allSatisfy({ u[i + $0] == pattern[$0] }) {
+                    i += pattern.count
+                } else {
+                    out.append(u[i])
+                    i += 1
+                }
+            }
+            return String(decoding: out, as: UTF8.self)
+        }), let key = ascii {
+            return key
+        }
+        return moduleKeyReference(module)
+    }
+
+    /// The definition of ``moduleKey(_:)``.
+    static func moduleKeyReference(_ module: String) -> String {
+        module.replacingOccurrences(of: "module.", with: "")
+    }
+
+    static func markerValue(_ v: JSONValue?, _ where_: @autoclosure () -> String) throws -> JSONValue? {
         switch v {
         case nil, .null?: return nil
         case .bool?, .object?, .array?: return v
-        case let other?: throw PolicyError.invalidPlan("\(where_) must be an object, an array or a boolean, found \(other.typeName)")
+        case let other?: throw PolicyError.invalidPlan("\(where_()) must be an object, an array or a boolean, found \(other.typeName)")
         }
     }
 
     /// "us-west-2a" → "us-west-2".
     static func regionOfZone(_ az: String) -> String? {
+        // Printable ASCII: a character is a byte, a letter A-Z or a-z, a number 0-9.
+        if let ascii = az.utf8.withContiguousStorageIfAvailable({ u -> String?? in
+            guard u.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return nil }
+            var end = u.count
+            while end > 0, (u[end - 1] | 0x20) >= 0x61 && (u[end - 1] | 0x20) <= 0x7A { end -= 1 }
+            guard end > 0, u[end - 1] >= 0x30 && u[end - 1] <= 0x39, end >= 4 else { return .some(nil) }
+            return .some(String(decoding: UnsafeBufferPointer(rebasing: u[..<end]), as: UTF8.self))
+        }), let result = ascii {
+            return result
+        }
+        return regionOfZoneReference(az)
+    }
+
+    /// The definition of ``regionOfZone(_:)``, on characters.
+    static func regionOfZoneReference(_ az: String) -> String? {
         var s = Substring(az)
         while let last = s.last, last.isLetter { s = s.dropLast() }
         guard let last = s.last, last.isNumber, s.count >= 4 else { return nil }

@@ -92,8 +92,8 @@ public struct Policy: Sendable, Hashable {
             "required_tags": list(requiredTags),
             "production": .object(["tag_keys": list(environmentTagKeys), "words": list(productionWords)]),
             "protected": .object(["names": list(protectedNames), "resource_types": list(auditResourceTypes)]),
-            "regions": .object(regionAllowLists.mapValues(list)),
-            "approvals": .object(approvalLevels.mapValues { .string($0.rawValue) }),
+            "regions": .object(JSONObject(regionAllowLists.mapValues(list))),
+            "approvals": .object(JSONObject(approvalLevels.mapValues { .string($0.rawValue) })),
             "disabled_rules": list(disabledRules.sorted()),
         ])
         return value.compactText
@@ -267,13 +267,67 @@ func globMatch(_ pattern: String, _ text: String) -> Bool {
     globMatchBytes(lowerBytes(pattern), lowerBytes(text))
 }
 
+/// A lower-cased glob pattern, ready to match many names.
+struct GlobPattern: Sendable {
+    let bytes: [UInt8]
+    /// For `*text*` (one `*` at each end and none between): the text, found by a plain search.
+    private let infix: [UInt8]?
+
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        let star = UInt8(ascii: "*")
+        if bytes.count > 2, bytes.first == star, bytes.last == star, !bytes.dropFirst().dropLast().contains(star) {
+            infix = Array(bytes.dropFirst().dropLast())
+        } else {
+            infix = nil
+        }
+    }
+
+    /// `globMatchBytes(bytes, lowerBytes(text))`.
+    func matchesLowering(_ text: String) -> Bool {
+        guard let infix else { return globMatchLowering(bytes, text) }
+        if let found = text.utf8.withContiguousStorageIfAvailable({ t -> Bool in
+            guard infix.count <= t.count else { return false }
+            let first = infix[0]
+            for i in 0...(t.count - infix.count) {
+                guard lowerASCII(t[i]) == first else { continue }
+                var j = 1
+                while j < infix.count && lowerASCII(t[i + j]) == infix[j] { j += 1 }
+                if j == infix.count { return true }
+            }
+            return false
+        }) {
+            return found
+        }
+        return globMatchBytes(bytes, lowerBytes(text))
+    }
+}
+
+@inline(__always)
+func lowerASCII(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5A ? b + 0x20 : b }
+
+/// `globMatchBytes(p, lowerBytes(text))`, without making the lower-cased copy.
+func globMatchLowering(_ p: [UInt8], _ text: String) -> Bool {
+    if let result = text.utf8.withContiguousStorageIfAvailable({ globMatchBuffer(p, $0, lowering: true) }) { return result }
+    return globMatchBytes(p, lowerBytes(text))
+}
+
 /// Glob on bytes already lower-cased.
 func globMatchBytes(_ p: [UInt8], _ t: [UInt8]) -> Bool {
+    t.withUnsafeBufferPointer { globMatchBuffer(p, $0, lowering: false) }
+}
+
+/// Glob with `*` only; `lowering` lower-cases ASCII letters of `t` as it reads them.
+private func globMatchBuffer(_ p: [UInt8], _ t: UnsafeBufferPointer<UInt8>, lowering: Bool) -> Bool {
+    func at(_ i: Int) -> UInt8 {
+        let b = t[i]
+        return lowering && b >= 0x41 && b <= 0x5A ? b + 0x20 : b
+    }
     var pi = 0, ti = 0, star = -1, mark = 0
     while ti < t.count {
         if pi < p.count && p[pi] == UInt8(ascii: "*") {
             star = pi; mark = ti; pi += 1
-        } else if pi < p.count && p[pi] == t[ti] {
+        } else if pi < p.count && p[pi] == at(ti) {
             pi += 1; ti += 1
         } else if star >= 0 {
             pi = star + 1; mark += 1; ti = mark

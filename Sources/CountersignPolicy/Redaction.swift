@@ -6,16 +6,48 @@ enum Redactor {
 
     static let secretKeyFragmentBytes: [[UInt8]] = secretKeyFragments.map { Array($0.utf8) }
 
+    /// The fragments by their first byte.
+    static let secretKeyFragmentsByFirstByte: [[[UInt8]]] = {
+        var table = [[[UInt8]]](repeating: [], count: 256)
+        for f in secretKeyFragmentBytes { table[Int(f[0])].append(f) }
+        return table
+    }()
+
     /// True when `key` contains a secret-looking fragment (ASCII case-insensitive; no Foundation,
     /// this runs for every attribute of every resource).
     static func isSecretKey(_ key: String) -> Bool {
+        key.utf8.withContiguousStorageIfAvailable(isSecretKey) ?? isSecretKeyReference(key)
+    }
+
+    /// The definition of ``isSecretKey(_:)``: the key lower-cased, then each fragment searched.
+    static func isSecretKeyReference(_ key: String) -> Bool {
         var k = [UInt8]()
         k.reserveCapacity(key.utf8.count)
         for b in key.utf8 { k.append(b >= 0x41 && b <= 0x5A ? b + 0x20 : b) }
         return secretKeyFragmentBytes.contains { containsBytes(k, $0) }
     }
 
+    /// ``isSecretKey(_:)`` of UTF-8 bytes: a fragment found at some position, read lower-cased.
+    static func isSecretKey(_ key: UnsafeBufferPointer<UInt8>) -> Bool {
+        @inline(__always) func lower(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5A ? b + 0x20 : b }
+        let n = key.count
+        for i in 0..<n {
+            let candidates = secretKeyFragmentsByFirstByte[Int(lower(key[i]))]
+            if candidates.isEmpty { continue }
+            for f in candidates where f.count <= n - i {
+                var j = 1
+                while j < f.count && lower(key[i + j]) == f[j] { j += 1 }
+                if j == f.count { return true }
+            }
+        }
+        return false
+    }
+
     static func containsBytes(_ hay: [UInt8], _ needle: [UInt8]) -> Bool {
+        hay.withUnsafeBufferPointer { containsBytes($0, needle) }
+    }
+
+    static func containsBytes(_ hay: UnsafeBufferPointer<UInt8>, _ needle: [UInt8]) -> Bool {
         guard needle.count <= hay.count, let first = needle.first else { return needle.isEmpty }
         var i = 0
         let last = hay.count - needle.count
@@ -33,17 +65,57 @@ enum Redactor {
     static let pemBegin = Array("-----BEGIN".utf8)
     static let pemPrivate = Array("PRIVATE KEY".utf8)
 
+    static let secretPrefixes = ["ghp_", "gho_", "github_pat_", "xoxb-", "xoxp-", "sk-", "glpat-"]
+    static let secretPrefixBytes: [[UInt8]] = secretPrefixes.map { Array($0.utf8) }
+
     static func looksLikeSecret(_ s: String) -> Bool {
+        if let ascii = s.utf8.withContiguousStorageIfAvailable(looksLikeSecretASCII), let result = ascii { return result }
+        return looksLikeSecretReference(s)
+    }
+
+    /// The definition of ``looksLikeSecret(_:)``, on characters.
+    static func looksLikeSecretReference(_ s: String) -> Bool {
         let u = Array(s.utf8)
         if u.count == 20, s.hasPrefix("AKIA") || s.hasPrefix("ASIA"),
            u.allSatisfy({ ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) }) { return true }
         if u.count > 30, containsBytes(u, pemBegin), containsBytes(u, pemPrivate) { return true }
-        for prefix in ["ghp_", "gho_", "github_pat_", "xoxb-", "xoxp-", "sk-", "glpat-"] where s.hasPrefix(prefix) && u.count >= 20 {
+        for prefix in secretPrefixes where s.hasPrefix(prefix) && u.count >= 20 {
             return true
         }
         if s.hasPrefix("eyJ"), s.split(separator: ".").count == 3, u.count > 40 { return true }
         return false
     }
+
+    /// ``looksLikeSecret(_:)`` of an ASCII string's bytes (for ASCII, `hasPrefix` and `split` on
+    /// characters are the same as on bytes); nil when the string is not ASCII.
+    static func looksLikeSecretASCII(_ u: UnsafeBufferPointer<UInt8>) -> Bool? {
+        var high: UInt8 = 0
+        for b in u { high |= b }
+        guard high < 0x80 else { return nil }
+        func hasPrefix(_ p: [UInt8]) -> Bool {
+            guard p.count <= u.count else { return false }
+            for i in 0..<p.count where u[i] != p[i] { return false }
+            return true
+        }
+        if u.count == 20, hasPrefix(akia) || hasPrefix(asia),
+           u.allSatisfy({ ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) }) { return true }
+        if u.count > 30, containsBytes(u, pemBegin), containsBytes(u, pemPrivate) { return true }
+        if u.count >= 20, secretPrefixBytes.contains(where: hasPrefix) { return true }
+        if u.count > 40, hasPrefix(eyJ) {
+            // s.split(separator: ".").count == 3: three non-empty runs between dots.
+            var runs = 0
+            var inRun = false
+            for b in u {
+                if b == UInt8(ascii: ".") { inRun = false } else if !inRun { inRun = true; runs += 1 }
+            }
+            if runs == 3 { return true }
+        }
+        return false
+    }
+
+    static let akia = Array("AKIA".utf8)
+    static let asia = Array("ASIA".utf8)
+    static let eyJ = Array("eyJ".utf8)
 
     /// The value at `path` of `root`, rendered as compact JSON with sensitive parts replaced by
     /// `"(sensitive)"` and secret-looking ones by `"(redacted)"`, at most 200 characters.
@@ -74,9 +146,9 @@ enum Redactor {
             if (isSecretKey(keyName) && !s.isEmpty) || looksLikeSecret(s) { return .string("(redacted)") }
             return v
         case .object(let o):
-            var out: [String: JSONValue] = [:]
+            var out = JSONObject()
             for (k, child) in o.prefix(max(1, budget / 10)) {
-                out[k] = redact(child, keyName: k, sensitive: sensitive, path: path + [.key(k)], budget: budget / 2)
+                out.appendDistinct(key: k, value: redact(child, keyName: k, sensitive: sensitive, path: path + [.key(k)], budget: budget / 2))
             }
             return .object(out)
         case .array(let a):
@@ -88,25 +160,61 @@ enum Redactor {
         }
     }
 
+    static let arnPrefix = Array("arn:".utf8)
+    static let interpolationPrefix = Array("${".utf8)
+
+    /// True when `s` starts with `arn:` or `${` (references, not secrets).
+    static func isReference(_ s: String) -> Bool {
+        if let fast = s.utf8.withContiguousStorageIfAvailable({ u -> Bool? in
+            guard let arn = asciiHasPrefix(u, arnPrefix), let interpolation = asciiHasPrefix(u, interpolationPrefix) else { return nil }
+            return arn || interpolation
+        }), let result = fast {
+            return result
+        }
+        return s.hasPrefix("arn:") || s.hasPrefix("${")
+    }
+
+    /// `String.hasPrefix` of an ASCII prefix, from the bytes: nil when the string has a non-ASCII
+    /// byte among its first `prefix.count + 1` (a combining mark there would change the answer).
+    static func asciiHasPrefix(_ u: UnsafeBufferPointer<UInt8>, _ prefix: [UInt8]) -> Bool? {
+        for i in 0..<min(u.count, prefix.count + 1) where u[i] >= 0x80 { return nil }
+        guard u.count >= prefix.count else { return false }
+        for i in 0..<prefix.count where u[i] != prefix[i] { return false }
+        return true
+    }
+
     /// The first (by rendered path) clear-text secret in a change's after value, or nil.
-    /// `secretKeys` memoises ``isSecretKey(_:)`` across the changes of one evaluation.
-    static func firstSecret(in c: ResourceChange, secretKeys: inout [String: Bool]) -> [PathStep]? {
+    static func firstSecret(in c: ResourceChange) -> [PathStep]? {
         guard let after = c.after else { return nil }
+        var scan = SecretScan(change: c)
+        scan.walk(after, false)
+        return scan.found.min { renderPath($0) < renderPath($1) }
+    }
+
+    /// The walk of ``firstSecret(in:)``: every node counts towards the 20,000 visited; it stops
+    /// after 51 finds.
+    private struct SecretScan {
+        let change: ResourceChange
         var path: [PathStep] = []
         var found: [[PathStep]] = []
         var visited = 0
-        func walk(_ v: JSONValue, _ keyIsSecret: Bool) {
+
+        mutating func walk(_ v: JSONValue, _ keyIsSecret: Bool) {
             visited += 1
             if visited > 20_000 || found.count > 50 { return }
             switch v {
             case .string(let s):
                 if s.isEmpty { return }
-                let candidate = (keyIsSecret && !s.hasPrefix("arn:") && !s.hasPrefix("${")) || looksLikeSecret(s)
-                if candidate && !c.isSensitive(path) { found.append(path) }
+                let candidate = (keyIsSecret && !isReference(s)) || looksLikeSecret(s)
+                if candidate && !change.isSensitive(path) { found.append(path) }
             case .object(let o):
                 for (k, child) in o {
+                    // The key matters only to a string under it (directly or in arrays).
                     let secret: Bool
-                    if let known = secretKeys[k] { secret = known } else { secret = isSecretKey(k); secretKeys[k] = secret }
+                    switch child {
+                    case .string, .array: secret = isSecretKey(k)
+                    default: secret = false
+                    }
                     path.append(.key(k))
                     walk(child, secret)
                     path.removeLast()
@@ -121,7 +229,5 @@ enum Redactor {
                 return
             }
         }
-        walk(after, false)
-        return found.min { renderPath($0) < renderPath($1) }
     }
 }

@@ -82,7 +82,7 @@ struct BenchDecisions: AsyncParsableCommand {
                             if interval != nil, ContinuousClock.now < scheduled { try await Task.sleep(until: scheduled) }
                             var request = VerifyPlanRequest()
                             request.requestID = "bench-\(runID)-\(c)-\(t)-\(n)"
-                            request.userRequest = "Create the application tier: twenty tagged, encrypted resources"
+                            request.userRequest = Self.userRequest
                             request.owner = owner
                             request.plan = planBytes
                             request.planFormat = "terraform-json"
@@ -145,6 +145,9 @@ struct BenchDecisions: AsyncParsableCommand {
         }
         return values
     }
+
+    /// The person's words sent with every decision (they match `generatedPlan(resources: 20)`).
+    static let userRequest = "Create the application tier: twenty tagged, encrypted resources"
 
     /// A Terraform plan creating `resources` tagged, encrypted resources in a dev environment.
     static func generatedPlan(resources: Int) -> [UInt8] {

@@ -9,9 +9,11 @@ struct PlanBench: ParsableCommand {
         commandName: "bench",
         abstract: "Time the policy engine in-process (used by scripts/bench-policy).",
         discussion: """
-            countersign plan bench --plan FILE [--plan FILE]... [--iterations N]
+            countersign plan bench [--decision-plan] [--plan FILE]... [--iterations N]
                 prints, per plan, the time of one whole evaluation (parse + rules + summary):
                 median and p99 over N runs, and the process's peak resident memory.
+                --decision-plan times the 20-resource plan and the request that
+                `countersign bench decisions` submits to a node.
             countersign plan bench --generate N --out FILE
                 writes a synthetic `terraform show -json` plan with N resource changes.
             """,
@@ -20,6 +22,9 @@ struct PlanBench: ParsableCommand {
 
     @Option(name: .long, help: "Plan files (terraform-json) to time.")
     var plan: [String] = []
+
+    @Flag(name: .long, help: "Time the plan and request `countersign bench decisions` submits (20 resources).")
+    var decisionPlan = false
 
     @Option(name: .long, help: "Evaluations per plan.")
     var iterations: Int = 200
@@ -38,35 +43,45 @@ struct PlanBench: ParsableCommand {
             return
         }
         let engine = PolicyEngine()
+        if decisionPlan {
+            try time(engine, label: "bench decisions plan", plan: BenchDecisions.generatedPlan(resources: 20),
+                     userRequest: BenchDecisions.userRequest)
+        }
         for file in plan {
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw ValidationError("cannot read \(file)")
             }
-            let req = EvaluationRequest(requestID: "bench", userRequest: "Deploy the web stack for the analytics team",
-                                        owner: "bench", plan: Array(data), planFormat: .terraformJSON)
-            var findings = 0
-            for _ in 0..<3 { findings = try engine.evaluate(req).findings.count }
-            var times: [Double] = []
-            var cpu: [Double] = []
-            times.reserveCapacity(iterations)
-            let clock = ContinuousClock()
-            for _ in 0..<max(1, iterations) {
-                let cpuStart = PlanBench.threadCPUms()
-                let start = clock.now
-                let d = try engine.evaluate(req)
-                let elapsed = clock.now - start
-                cpu.append(PlanBench.threadCPUms() - cpuStart)
-                precondition(d.findings.count == findings)
-                times.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
-            }
-            times.sort()
-            cpu.sort()
-            func p99(_ xs: [Double]) -> Double { xs[min(xs.count - 1, Int((Double(xs.count) * 0.99).rounded(.up)) - 1)] }
-            print(String(format: "%@: %d bytes, %d findings, %d runs: wall median %.3f ms, p99 %.3f ms; CPU median %.3f ms, p99 %.3f ms",
-                         (file as NSString).lastPathComponent, data.count, findings, times.count,
-                         times[times.count / 2], p99(times), cpu[cpu.count / 2], p99(cpu)))
+            try time(engine, label: (file as NSString).lastPathComponent, plan: Array(data),
+                     userRequest: "Deploy the web stack for the analytics team")
         }
         print("peak resident memory: \(PlanBench.peakRSS())")
+    }
+
+    /// Times `iterations` evaluations of one plan and prints median and p99 of wall and CPU time.
+    func time(_ engine: PolicyEngine, label: String, plan: [UInt8], userRequest: String) throws {
+        let req = EvaluationRequest(requestID: "bench", userRequest: userRequest, owner: "bench", plan: plan,
+                                    planFormat: .terraformJSON)
+        var findings = 0
+        for _ in 0..<3 { findings = try engine.evaluate(req).findings.count }
+        var times: [Double] = []
+        var cpu: [Double] = []
+        times.reserveCapacity(iterations)
+        let clock = ContinuousClock()
+        for _ in 0..<max(1, iterations) {
+            let cpuStart = PlanBench.threadCPUms()
+            let start = clock.now
+            let d = try engine.evaluate(req)
+            let elapsed = clock.now - start
+            cpu.append(PlanBench.threadCPUms() - cpuStart)
+            precondition(d.findings.count == findings)
+            times.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
+        }
+        times.sort()
+        cpu.sort()
+        func p99(_ xs: [Double]) -> Double { xs[min(xs.count - 1, Int((Double(xs.count) * 0.99).rounded(.up)) - 1)] }
+        print(String(format: "%@: %d bytes, %d findings, %d runs: wall median %.3f ms, p99 %.3f ms; CPU median %.3f ms, p99 %.3f ms",
+                     label, plan.count, findings, times.count,
+                     times[times.count / 2], p99(times), cpu[cpu.count / 2], p99(cpu)))
     }
 
     /// This thread's CPU time in milliseconds (unaffected by other processes on a busy machine).
