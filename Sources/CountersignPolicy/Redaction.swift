@@ -6,6 +6,13 @@ enum Redactor {
 
     static let secretKeyFragmentBytes: [[UInt8]] = secretKeyFragments.map { Array($0.utf8) }
 
+    /// Bit b of this 256-bit set (word b / 64) is set when a fragment starts with byte b.
+    static let secretKeyFragmentStarts: [UInt64] = {
+        var words = [UInt64](repeating: 0, count: 4)
+        for f in secretKeyFragmentBytes { words[Int(f[0] >> 6)] |= 1 << UInt64(f[0] & 63) }
+        return words
+    }()
+
     /// The fragments by their first byte.
     static let secretKeyFragmentsByFirstByte: [[[UInt8]]] = {
         var table = [[[UInt8]]](repeating: [], count: 256)
@@ -31,9 +38,12 @@ enum Redactor {
     static func isSecretKey(_ key: UnsafeBufferPointer<UInt8>) -> Bool {
         @inline(__always) func lower(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5A ? b + 0x20 : b }
         let n = key.count
+        let starts = secretKeyFragmentStarts
+        let table = secretKeyFragmentsByFirstByte
         for i in 0..<n {
-            let candidates = secretKeyFragmentsByFirstByte[Int(lower(key[i]))]
-            if candidates.isEmpty { continue }
+            let b = lower(key[i])
+            guard starts[Int(b >> 6)] & (1 << UInt64(b & 63)) != 0 else { continue }
+            let candidates = table[Int(b)]
             for f in candidates where f.count <= n - i {
                 var j = 1
                 while j < f.count && lower(key[i + j]) == f[j] { j += 1 }
