@@ -198,6 +198,25 @@ public struct Decision: Sendable, Hashable {
 }
 
 extension Finding {
+    /// Sorted findings with each identical finding kept once, the first time it comes: what
+    /// filtering through a set of the findings seen gives. Identical findings sort together (they
+    /// agree on every key of ``order(_:_:)``), so each is only compared with the findings of its
+    /// run of equal keys instead of hashing every finding.
+    static func withoutRepeats(_ sorted: [Finding]) -> [Finding] {
+        var out: [Finding] = []
+        out.reserveCapacity(sorted.count)
+        var runStart = 0
+        for f in sorted {
+            if let last = out.last, !order(last, f) && !order(f, last) {
+                if out[runStart...].contains(f) { continue }
+            } else {
+                runStart = out.count
+            }
+            out.append(f)
+        }
+        return out
+    }
+
     static func order(_ a: Finding, _ b: Finding) -> Bool {
         if a.enforcement != b.enforcement { return a.enforcement < b.enforcement }
         if a.rule != b.rule { return a.rule < b.rule }

@@ -54,9 +54,7 @@ public struct PolicyEngine: Sendable {
         ctx.run()
         var findings = ctx.findings.filter { policy.isEnabled($0.rule) }
         findings.sort(by: Finding.order)
-        // Identical findings (same rule, address, path, message) are reported once.
-        var seen = Set<Finding>()
-        findings = findings.filter { seen.insert($0).inserted }
+        findings = Finding.withoutRepeats(findings)
         let verdict = Decision.verdict(for: findings)
         let cannotOverride = findings.contains { $0.enforcement == .hard }
         let summary = Summary.write(verdict: verdict, cannotOverride: cannotOverride, findings: findings,

@@ -87,6 +87,20 @@ enum JSONValue: Sendable, Hashable {
     }
 
     static func writeString(_ s: String, to out: inout String) {
+        // Nothing to escape (no quote, backslash or control character): the string as it is.
+        if s.utf8.withContiguousStorageIfAvailable({ u in
+            !u.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
+        }) == true {
+            out += "\""
+            out += s
+            out += "\""
+            return
+        }
+        writeStringReference(s, to: &out)
+    }
+
+    /// The definition of ``writeString(_:to:)``, scalar by scalar.
+    static func writeStringReference(_ s: String, to out: inout String) {
         out += "\""
         for scalar in s.unicodeScalars {
             switch scalar {

@@ -6,6 +6,13 @@ enum Redactor {
 
     static let secretKeyFragmentBytes: [[UInt8]] = secretKeyFragments.map { Array($0.utf8) }
 
+    /// Bit b of this 256-bit set (word b / 64) is set when a fragment starts with byte b.
+    static let secretKeyFragmentStarts: [UInt64] = {
+        var words = [UInt64](repeating: 0, count: 4)
+        for f in secretKeyFragmentBytes { words[Int(f[0] >> 6)] |= 1 << UInt64(f[0] & 63) }
+        return words
+    }()
+
     /// The fragments by their first byte.
     static let secretKeyFragmentsByFirstByte: [[[UInt8]]] = {
         var table = [[[UInt8]]](repeating: [], count: 256)
@@ -31,9 +38,12 @@ enum Redactor {
     static func isSecretKey(_ key: UnsafeBufferPointer<UInt8>) -> Bool {
         @inline(__always) func lower(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5A ? b + 0x20 : b }
         let n = key.count
+        let starts = secretKeyFragmentStarts
+        let table = secretKeyFragmentsByFirstByte
         for i in 0..<n {
-            let candidates = secretKeyFragmentsByFirstByte[Int(lower(key[i]))]
-            if candidates.isEmpty { continue }
+            let b = lower(key[i])
+            guard starts[Int(b >> 6)] & (1 << UInt64(b & 63)) != 0 else { continue }
+            let candidates = table[Int(b)]
             for f in candidates where f.count <= n - i {
                 var j = 1
                 while j < f.count && lower(key[i + j]) == f[j] { j += 1 }
@@ -133,13 +143,17 @@ enum Redactor {
             }
         }
         if ResourceChange.isMarked(sensitive, path) { return "\"(sensitive)\"" }
-        let redacted = redact(v, keyName: keyName, sensitive: sensitive, path: path, budget: 2000)
+        var redactPath = path
+        let redacted = redact(v, keyName: keyName, sensitive: sensitive, path: &redactPath, budget: 2000)
         var text = redacted.compactText
-        if text.count > 200 { text = String(text.prefix(197)) + "..." }
+        // A character is at least one byte: only text of more than 200 bytes needs counting.
+        if text.utf8.count > 200, text.count > 200 { text = String(text.prefix(197)) + "..." }
         return text
     }
 
-    static func redact(_ v: JSONValue, keyName: String, sensitive: JSONValue?, path: [PathStep], budget: Int) -> JSONValue {
+    /// `v` with sensitive parts (by `path` in `sensitive`) and secret-looking strings replaced;
+    /// `path` is where `v` is, and is as it was on return.
+    static func redact(_ v: JSONValue, keyName: String, sensitive: JSONValue?, path: inout [PathStep], budget: Int) -> JSONValue {
         if ResourceChange.isMarked(sensitive, path) { return .string("(sensitive)") }
         switch v {
         case .string(let s):
@@ -148,13 +162,20 @@ enum Redactor {
         case .object(let o):
             var out = JSONObject()
             for (k, child) in o.prefix(max(1, budget / 10)) {
-                out.appendDistinct(key: k, value: redact(child, keyName: k, sensitive: sensitive, path: path + [.key(k)], budget: budget / 2))
+                path.append(.key(k))
+                out.appendDistinct(key: k, value: redact(child, keyName: k, sensitive: sensitive, path: &path, budget: budget / 2))
+                path.removeLast()
             }
             return .object(out)
         case .array(let a):
-            return .array(a.prefix(max(1, budget / 10)).enumerated().map {
-                redact($0.element, keyName: keyName, sensitive: sensitive, path: path + [.index($0.offset)], budget: budget / 2)
-            })
+            var out: [JSONValue] = []
+            out.reserveCapacity(min(a.count, max(1, budget / 10)))
+            for (i, child) in a.prefix(max(1, budget / 10)).enumerated() {
+                path.append(.index(i))
+                out.append(redact(child, keyName: keyName, sensitive: sensitive, path: &path, budget: budget / 2))
+                path.removeLast()
+            }
+            return .array(out)
         default:
             return v
         }

@@ -261,6 +261,32 @@ struct FastPathTests {
         }
     }
 
+    @Test("strings in canonical text: escaped only where they must be")
+    func canonicalStrings() {
+        for s in FastPathTests.samples + ["\u{0}", "a\u{1F}b", "\\", "\"", "\u{7F}", "x\ty"] {
+            var fast = ""
+            var reference = ""
+            JSONValue.writeString(s, to: &fast)
+            JSONValue.writeStringReference(s, to: &reference)
+            #expect(Array(fast.utf8) == Array(reference.utf8), "\(s.debugDescription)")
+        }
+    }
+
+    @Test("repeated findings are dropped as a set of those seen drops them")
+    func findingRepeats() {
+        var generator = SplitMix64(seed: 3)
+        func pick<T>(_ xs: [T]) -> T { xs[Int(generator.next() % UInt64(xs.count))] }
+        for _ in 0..<300 {
+            let findings = (0..<Int(generator.next() % 30)).map { _ in
+                Finding(rule: pick(["a", "b"]), enforcement: pick([.hard, .soft]), address: pick(["x", "y"]), path: pick(["", "p"]),
+                        message: pick(["m", "n"]), before: pick([nil, "1"]), after: pick([nil, "2"]), remedy: pick(["r", "s"]),
+                        overridableBy: pick([[], ["L1"]]))
+            }.sorted(by: Finding.order)
+            var seen = Set<Finding>()
+            #expect(Finding.withoutRepeats(findings) == findings.filter { seen.insert($0).inserted })
+        }
+    }
+
     @Test("an attribute by key is the attribute at the one-key path")
     func attributes() throws {
         let afters = [#"{"a":1,"b":null,"c":{"d":true}}"#, #"[1]"#, #"null"#, #"{"tags":{"x":"y"}}"#]
