@@ -98,9 +98,17 @@ struct Classifier: Sendable {
         }
     }
 
-    /// The value of the resource's Name tag (key compared case-insensitively), if any.
+    /// The value of the resource's Name tag (key compared case-insensitively), if any. With more
+    /// than one such key ("Name" and "name"), `Name` wins, else the first key in byte order: the
+    /// same plan must always be classified the same way, on every node.
     static func nameTag(_ c: ResourceChange) -> String? {
-        c.tags.first(where: { isName($0.key) })?.value
+        if let exact = c.tags["Name"] { return exact }
+        var best: (key: String, value: String)?
+        for (k, v) in c.tags where isName(k) {
+            if let b = best, !k.utf8.lexicographicallyPrecedes(b.key.utf8) { continue }
+            best = (k, v)
+        }
+        return best?.value
     }
 
     /// `key.lowercased() == "name"`.
@@ -113,29 +121,6 @@ struct Classifier: Sendable {
         }
         if let ascii, let result = ascii { return result }
         return key.lowercased() == "name"
-    }
-
-    /// The names a resource is known by: address, name, identifiers, the Name tag, segment names.
-    func names(_ c: ResourceChange) -> [String] {
-        var out = [c.address, c.name] + c.contextNames
-        if let n = Classifier.nameTag(c) { out.append(n) }
-        return out
-    }
-
-    /// The environment from the plan alone (tags first, then names).
-    func environment(_ c: ResourceChange) -> EnvironmentClass {
-        var sawNonProd = false
-        for (k, v) in c.tags where envKeys.keys.contains(k.lowercased()) {
-            let words = wordsOf(v)
-            if hasProductionWord(words) { return .production }
-            sawNonProd = true
-        }
-        for n in names(c) {
-            let words = wordsOf(n)
-            if hasProductionWord(words) { return .production }
-            if hasNonProductionWord(words) { sawNonProd = true }
-        }
-        return sawNonProd ? .nonProduction : .unknown
     }
 
     static let scopeKeys = LowercasedKeySet(["scope", "dataclass", "data_class", "dataclassification", "compliance"])
@@ -170,23 +155,6 @@ struct Classifier: Sendable {
         for n in c.contextNames { name(n) }
         if let n = Classifier.nameTag(c) { name(n) }
         return (env, scopes)
-    }
-
-    func scopes(_ c: ResourceChange) -> Set<DataScope> {
-        var out = Set<DataScope>()
-        for (k, v) in c.tags {
-            let key = k.lowercased()
-            guard ["scope", "dataclass", "data_class", "dataclassification", "compliance"].contains(key) else { continue }
-            let words = Set(wordsOf(v))
-            if words.contains("pci") { out.insert(.pci) }
-            if words.contains("gdpr") || words.contains("personal") || words.contains("pii") { out.insert(.gdpr) }
-        }
-        for n in names(c) {
-            let words = Set(wordsOf(n))
-            if words.contains("pci") { out.insert(.pci) }
-            if words.contains("gdpr") { out.insert(.gdpr) }
-        }
-        return out
     }
 }
 

@@ -306,6 +306,29 @@ struct FastPathTests {
     }
 }
 
+/// The same plan is classified the same way in every process, whatever a dictionary's order.
+@Suite struct DeterminismTests {
+    func change(tags: [String: String]) -> ResourceChange {
+        ResourceChange(address: "aws_db_instance.db", module: nil, type: "aws_db_instance", name: "db", index: nil, deposed: nil,
+                       mode: "managed", provider: "aws", actions: [.create], region: nil, tags: tags, carriesTags: true,
+                       isAdditionalAction: false, count: 1, before: nil, after: nil, afterUnknown: nil, beforeSensitive: nil,
+                       afterSensitive: nil, contextNames: [])
+    }
+
+    @Test func theNameTagIsChosenTheSameWayWhenSeveralKeysMatch() {
+        // Dictionaries built in different orders and sizes iterate differently; the answer may not.
+        for filler in 0..<40 {
+            var tags = Dictionary(uniqueKeysWithValues: (0..<filler).map { ("t\($0)", "v") })
+            tags["name"] = "payments-prod"
+            tags["NAME"] = "payments-dev"
+            #expect(Classifier.nameTag(change(tags: tags)) == "payments-dev", "NAME precedes name in byte order")
+            tags["Name"] = "sandbox"
+            #expect(Classifier.nameTag(change(tags: tags)) == "sandbox", "Name wins")
+        }
+        #expect(Classifier.nameTag(change(tags: ["Owner": "x"])) == nil)
+    }
+}
+
 /// A small deterministic generator (SplitMix64), so that a failure can be reproduced.
 struct SplitMix64 {
     var state: UInt64
