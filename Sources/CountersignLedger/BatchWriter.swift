@@ -2,6 +2,7 @@ import CountersignConfig
 import CountersignVerify
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import PostgresNIO
 
@@ -115,7 +116,11 @@ actor BatchWriter {
     @discardableResult
     private func commit(_ batch: [WriteQueue.Pending]) async -> LedgerError? {
         do {
-            var next = try await write(batch.count == 1 ? batch[0].entries : batch.flatMap(\.entries))
+            let entries = batch.count == 1 ? batch[0].entries : batch.flatMap(\.entries)
+            let started = ContinuousClock.now
+            var next = try await write(entries)
+            LedgerMetrics.commit.record(duration: ContinuousClock.now - started)
+            LedgerMetrics.batchEntries.record(entries.count)
             for p in batch {
                 let indices = (0..<p.entries.count).map { next + UInt64($0) }
                 next += UInt64(p.entries.count)
@@ -210,6 +215,12 @@ actor BatchWriter {
         tree = range
         return first
     }
+}
+
+/// The writer's metrics: how long each batch takes to commit, and how many entries it holds.
+enum LedgerMetrics {
+    static let commit = Metrics.Timer(label: "countersign_ledger_commit_duration_seconds", preferredDisplayUnit: .seconds)
+    static let batchEntries = Recorder(label: "countersign_ledger_batch_entries")
 }
 
 /// The append of one batch: one statement (so one transaction), prepared once per connection.

@@ -87,7 +87,9 @@ public final class Ledger: Sendable {
             }
             group.addTask { await self.deadlines.run(every: .milliseconds(50)) }
             if role == .writer {
-                group.addTask { await self.writer.run() }
+                // High priority: the writer's turns (between a batch's COMMIT and the next
+                // batch) must not queue behind the callers' own work on the shared executor.
+                group.addTask(priority: .high) { await self.writer.run() }
                 if signer != nil {
                     group.addTask { await self.runCheckpointer() }
                 }

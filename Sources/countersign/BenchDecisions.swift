@@ -45,6 +45,9 @@ struct BenchDecisions: AsyncParsableCommand {
     @Option(help: "Node metrics address host:port (default: node.metrics_listen of the configuration).")
     var metrics: String?
 
+    @Flag(help: "Print each second's decisions and slowest reply while the benchmark runs.")
+    var progress = false
+
     @Option(help: "Append one line per decision received to this file: request id, ledger index, verdict, SHA-256 of the statement (for fault tests).")
     var record: String?
 
@@ -64,7 +67,18 @@ struct BenchDecisions: AsyncParsableCommand {
         let runID = UUID().uuidString.prefix(8).lowercased()
         let counter = Counter()
         let recorder = try record.map { try Recorder(path: $0) }
+        let perSecond = PerSecond()
         let start = ContinuousClock.now
+        let printer = progress ? Task {
+            var second = 1
+            while !Task.isCancelled {
+                try? await Task.sleep(until: start + .seconds(second) + .milliseconds(100), clock: .continuous)
+                guard !Task.isCancelled else { break }
+                let (count, maxUs) = perSecond.take(second - 1)
+                print(String(format: "  second %3d: %6d decisions, slowest %.2f ms", second, count, Double(maxUs) / 1000))
+                second += 1
+            }
+        } : nil
         let end = start + .milliseconds(Int(seconds * 1000))
         let interval: Duration? = rate > 0 ? .nanoseconds(Int64(1_000_000_000 * Double(connections) / Double(rate))) : nil
         let perTask = interval == nil ? inFlight : 1
@@ -90,8 +104,10 @@ struct BenchDecisions: AsyncParsableCommand {
                             do {
                                 let decision = try await client.verifyPlan(request)
                                 recorder?.write(decision)
-                                let us = (ContinuousClock.now - scheduled).microseconds
+                                let now = ContinuousClock.now
+                                let us = (now - scheduled).microseconds
                                 _ = histogram.record(UInt64(max(1, us)))
+                                perSecond.record(second: Int((now - start).microseconds / 1_000_000), microseconds: us)
                             } catch {
                                 errors += 1
                             }
@@ -111,6 +127,7 @@ struct BenchDecisions: AsyncParsableCommand {
             return (merged, errors)
         }
         let elapsed = (ContinuousClock.now - start).seconds
+        printer?.cancel()
         let after = await Self.scrape(metricsAddress)
         for c in clients { await c.close() }
         let (histogram, errors) = results
@@ -129,6 +146,13 @@ struct BenchDecisions: AsyncParsableCommand {
                 if count > 0 { parts.append(String(format: "%@ %.2f ms", stage, sum / count * 1000)) }
             }
             print("  server time per decision (mean): " + parts.joined(separator: ", "))
+            let delta = { (name: String) in (after[name] ?? 0) - (before[name] ?? 0) }
+            let batches = delta("countersign_ledger_commit_duration_seconds_count")
+            if batches > 0 {
+                print(String(format: "  ledger: %.0f batches, %.1f entries each, %.2f ms per batch commit (mean)", batches,
+                             delta("countersign_ledger_batch_entries_sum") / batches,
+                             delta("countersign_ledger_commit_duration_seconds_sum") / batches * 1000))
+            }
         }
     }
 
@@ -181,6 +205,23 @@ struct BenchDecisions: AsyncParsableCommand {
             let digest = Hex.encode(Array(SHA256.hash(data: d.statement)))
             let line = "\(d.requestID)\t\(d.ledgerIndex)\t\(d.verdict)\t\(digest)\n"
             lock.lock(); handle.write(Data(line.utf8)); lock.unlock()
+        }
+    }
+
+    /// Decisions and the slowest reply of each second since the start, for --progress.
+    final class PerSecond: @unchecked Sendable {
+        private let lock = NSLock()
+        private var buckets: [Int: (count: Int, maxUs: Int64)] = [:]
+        func record(second: Int, microseconds: Int64) {
+            lock.lock()
+            let b = buckets[second] ?? (0, 0)
+            buckets[second] = (b.count + 1, max(b.maxUs, microseconds))
+            lock.unlock()
+        }
+        func take(_ second: Int) -> (Int, Int64) {
+            lock.lock()
+            defer { lock.unlock() }
+            return buckets.removeValue(forKey: second) ?? (0, 0)
         }
     }
 
