@@ -53,9 +53,10 @@ import Testing
             Case(name: "delete a row",
                  sql: "DELETE FROM entries WHERE idx = 30",
                  expectedIndex: 30),
+            // The statements trade places (their request ids stay: one decision per request id).
             Case(name: "swap two rows",
                  sql: """
-                    UPDATE entries a SET statement = b.statement, signature = b.signature, leaf_hash = b.leaf_hash, request_id = b.request_id
+                    UPDATE entries a SET statement = b.statement, signature = b.signature, leaf_hash = b.leaf_hash
                     FROM entries b WHERE (a.idx, b.idx) IN ((10, 20), (20, 10))
                     """,
                  expectedIndex: 10),
