@@ -348,27 +348,50 @@ public struct DecisionService: Sendable {
     }
 }
 
-/// Runs work for one request id at a time; work for different ids runs concurrently.
-actor RequestGate {
+/// Runs work for one request id at a time; work for different ids runs concurrently. A lock, not
+/// an actor: the common case (nobody else on this id) takes the lock twice and never suspends.
+final class RequestGate: @unchecked Sendable {
+    private let lock = NSLock()
+    /// Ids being worked on, each with the callers waiting for it, in arrival order.
     private var busy: [String: [CheckedContinuation<Void, Never>]] = [:]
 
-    func exclusive<T: Sendable>(_ id: String, _ body: @Sendable () async throws -> T) async throws -> T {
-        if busy[id] != nil {
-            await withCheckedContinuation { busy[id, default: []].append($0) }
-        } else {
-            busy[id] = []
+    func exclusive<T: Sendable>(_ id: String, _ body: () async throws -> T) async throws -> T {
+        if !tryEnter(id) {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                lock.lock()
+                if busy[id] == nil {
+                    busy[id] = []  // released meanwhile: ours now
+                    lock.unlock()
+                    c.resume()
+                } else {
+                    busy[id]!.append(c)  // resumed by release(_:) with the id handed over
+                    lock.unlock()
+                }
+            }
         }
         defer { release(id) }
         return try await body()
     }
 
+    private func tryEnter(_ id: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard busy[id] == nil else { return false }
+        busy[id] = []
+        return true
+    }
+
     private func release(_ id: String) {
+        lock.lock()
         guard var waiters = busy[id], !waiters.isEmpty else {
             busy[id] = nil
+            lock.unlock()
             return
         }
-        waiters.removeFirst().resume()
+        let next = waiters.removeFirst()
         busy[id] = waiters
+        lock.unlock()
+        next.resume()
     }
 }
 
