@@ -4,39 +4,21 @@
 # (no approval without its row), (2) the node decides again without a restart, (3) the ledger
 # still verifies. Uses a database of its own and the dev cluster, token and certificates.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-LOCAL="$ROOT/.local"
-BIN="${COUNTERSIGN_BIN:-$ROOT/.build/debug/countersign}"
+. "$(dirname "${BASH_SOURCE[0]}")/scratch-node.bash"
 PG_CTL="su -s /bin/sh csdev -c"
-work=$(mktemp -d); pid=""; load=""
-db="cs_fault_$$"
-config="$LOCAL/fault.yaml"
-psql_super() {
-  PGPASSWORD=$(cat "$LOCAL/secrets/pg-superuser-password") psql -X -q -v ON_ERROR_STOP=1 -h "$LOCAL/pg/run" -U postgres "$@"
-}
+load=""
 pg() { $PG_CTL "/usr/lib/postgresql/15/bin/pg_ctl -D '$LOCAL/pg/data' $*" >/dev/null; }
 cleanup() {
   [ -n "$load" ] && kill "$load" 2>/dev/null
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  stop_node
   wait 2>/dev/null
   pg status || pg "-l '$LOCAL/pg/log/postgres.log' -w -t 60 start"
-  psql_super -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$work" "$config"
+  scratch_cleanup
 }
 trap cleanup EXIT
-passed=0; failed=0
-check() { if [ "$2" = 0 ]; then passed=$((passed+1)); echo "  ok    $1"; else failed=$((failed+1)); echo "  FAIL  $1"; fi; }
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-sed -e "s|^  listen: .*|  listen: 127.0.0.1:$port|" -e "s|^  advertise: .*|  advertise: 127.0.0.1:$port|" \
-    -e "s|^  name: .*|  name: fault|" -e "s|^  database: countersign$|  database: $db|" \
-    -e "/^  metrics_listen:/d" "$LOCAL/countersign.yaml" > "$config"
-psql_super -d postgres -c "CREATE DATABASE $db OWNER countersign_owner" >/dev/null
-psql_super -d "$db" -c "REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO countersign_writer, countersign_reader; REVOKE CREATE ON SCHEMA public FROM countersign_writer, countersign_reader;" >/dev/null
-"$BIN" ledger migrate --config "$config" >/dev/null
-"$BIN" serve --config "$config" --log-level error 2>"$work/serve.log" &
-pid=$!
-"$BIN" health --config "$config" --ready --wait 30 >/dev/null
+scratch_node fault
+start_node "$work/serve.log" error
 
 echo "fault: load on a node whose database stops for 3 s"
 "$BIN" bench decisions --config "$config" --connections 8 --seconds 10 --record "$work/approvals.tsv" >"$work/bench.out" 2>&1 &

@@ -5,33 +5,11 @@
 # docs/ledger.md accepts, and none of them prints PostgresNIO's "run() hasn't been called".
 # Uses a database of its own and the dev cluster, token, keyring and certificates.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-LOCAL="$ROOT/.local"
-BIN="${COUNTERSIGN_BIN:-$ROOT/.build/debug/countersign}"
-work=$(mktemp -d); pid=""
-db="cs_cli_$$"
-config="$LOCAL/ledger-cli-$$.yaml"
-psql_super() {
-  PGPASSWORD=$(cat "$LOCAL/secrets/pg-superuser-password") psql -X -q -v ON_ERROR_STOP=1 -h "$LOCAL/pg/run" -U postgres "$@"
-}
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null
-  wait 2>/dev/null
-  psql_super -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$work" "$config"
-}
-trap cleanup EXIT
-passed=0; failed=0
-check() { if [ "$2" = 0 ]; then passed=$((passed+1)); echo "  ok    $1"; else failed=$((failed+1)); echo "  FAIL  $1"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/scratch-node.bash"
+trap scratch_cleanup EXIT
 no_warning() { ! grep -q "hasn't been called" "$1"; echo $?; }
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-sed -e "s|^  listen: .*|  listen: 127.0.0.1:$port|" -e "s|^  advertise: .*|  advertise: 127.0.0.1:$port|" \
-    -e "s|^  name: .*|  name: cli-test|" -e "s|^  database: countersign$|  database: $db|" \
-    -e "/^  metrics_listen:/d" "$LOCAL/countersign.yaml" > "$config"
-psql_super -d postgres -c "CREATE DATABASE $db OWNER countersign_owner" >/dev/null
-psql_super -d "$db" -c "REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO countersign_writer, countersign_reader; REVOKE CREATE ON SCHEMA public FROM countersign_writer, countersign_reader;" >/dev/null
-"$BIN" ledger migrate --config "$config" >/dev/null
+scratch_node cli-test
 "$BIN" keys export-public --config "$config" --first --output "$work/first.pem" >/dev/null
 
 echo "ledger-cli: no node serving"
@@ -44,9 +22,7 @@ lease=$(psql_super -d "$db" -At -c "SELECT holder, expires_at <= now() FROM leas
 check "  … and gives the lease back at once ($lease)" "$(case "$lease" in "countersign ledger checkpoint"*"|t") echo 0 ;; *) echo 1 ;; esac)"
 
 echo "ledger-cli: a node serving"
-"$BIN" serve --config "$config" --log-level error 2>"$work/serve.log" &
-pid=$!
-"$BIN" health --config "$config" --ready --wait 30 >/dev/null
+start_node "$work/serve.log" error
 for i in 1 2 3; do
   rc=0
   "$BIN" plan submit --config "$config" --plan "$ROOT/../shared/fixtures/terraform/public/bridgecrewio_checkov-plan-change-keys.json" \
@@ -90,7 +66,7 @@ PY
 check "  … which the hand check of docs/ledger.md accepts against the signed checkpoint" "$rc"
 [ "$rc" -eq 0 ] || sed 's/^/    /' "$work/hand.out"
 
-kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+stop_node
 check "the node's log has no PostgresNIO run() warning either" "$(no_warning "$work/serve.log")"
 rc=0; "$BIN" ledger verify --config "$config" --trusted-key "$work/first.pem" >"$work/verify.out" 2>&1 || rc=$?
 check "ledger verify" "$rc"
