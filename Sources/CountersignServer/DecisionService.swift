@@ -116,20 +116,20 @@ public struct DecisionService: Sendable {
             do {
                 return try await decide(request, format: format, fingerprint: fingerprint, started: started, context)
             } catch {
-                // A replay, or a failure (the token, the policy…): if this request was decided
-                // before, the stored decision is the answer; if another request was decided under
-                // this id, it is refused; else the failure stands. When the ledger itself failed,
-                // it cannot answer a lookup either.
-                if let e = error as? LedgerError, e.code != .exists { throw error }
+                // A replay (the ledger refused a second decision), or a failure of the token or
+                // the policy: if this request was decided before, the stored decision is the
+                // answer; if another request was decided under this id, it is refused; else the
+                // failure stands. When the ledger itself failed, it cannot answer a lookup either.
+                let replay = (error as? LedgerError)?.code == .exists
+                if error is LedgerError && !replay { throw error }
                 let stored: StoredEntry?
                 do {
                     stored = try await ledger.latest(kind: .decision, requestID: request.requestID)
                 } catch let lookup {
-                    if let e = error as? LedgerError, e.code == .exists { throw lookup }
-                    throw error
+                    throw replay ? lookup : error
                 }
                 guard let stored else {
-                    if let e = error as? LedgerError, e.code == .exists {
+                    if replay {
                         throw Status(.unavailable, "the ledger refused request_id '\(request.requestID)' as decided, but holds no decision for it")
                     }
                     throw error
