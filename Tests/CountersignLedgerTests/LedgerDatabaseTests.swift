@@ -202,48 +202,45 @@ import Testing
     @Test func staleEpochIsRejectedByTheDatabase() async throws {
         try await TokenTestSigner.with { signer in
             try await TestDatabase.withFresh { db in
-                let a = try Ledger(database: db.settings, logger: TestEnvironment.logger)
-                let b = try Ledger(database: db.settings, logger: TestEnvironment.logger)
-                let ta = Task { await a.run() }
-                let tb = Task { await b.run() }
-                defer { ta.cancel(); tb.cancel() }
-                // No lease: refused before the database is asked.
-                await #expect { try await a.append(try await signer.entry(0)) } throws: { ($0 as? LedgerError)?.code == .leaseLost }
-                let la = try await a.acquireLease(holder: "node-a", ttl: .milliseconds(300))
-                #expect(try await a.append(try await signer.entry(1)) == 0)
-                // B cannot take a live lease.
-                await #expect { try await b.acquireLease(holder: "node-b", ttl: .seconds(30)) } throws: { ($0 as? LedgerError)?.code == .leaseLost }
-                try await Task.sleep(for: .milliseconds(400))
-                let lb = try await b.acquireLease(holder: "node-b", ttl: .seconds(30))
-                #expect(lb.epoch == la.epoch + 1)
-                // A still believes it holds epoch la.epoch: the database refuses it.
-                await #expect { try await a.append(try await signer.entry(2)) } throws: { ($0 as? LedgerError)?.code == .staleEpoch }
-                await #expect { try await a.renewLease(ttl: .seconds(1)) } throws: { ($0 as? LedgerError)?.code == .leaseLost }
-                #expect(try await b.append(try await signer.entry(3)) == 1)
-                // Directly in SQL as the writer: a stale epoch is refused by the trigger.
-                let leaf = Merkle.leafHash(Array("x".utf8))
-                await #expect(throws: (any Error).self) {
-                    try await db.run(as: .writer, """
-                        INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner, epoch, leaf_hash)
-                        VALUES (2, 'decision', 't', 'x'::bytea, ''::bytea, 'k', 'a', 'o', \(la.epoch), '\\x\(Hex.encode(leaf))'::bytea)
-                        """)
+                try await db.withTwoNodes { a, b in
+                    // No lease: refused before the database is asked.
+                    await #expect { try await a.append(try await signer.entry(0)) } throws: { ($0 as? LedgerError)?.code == .leaseLost }
+                    let la = try await a.acquireLease(holder: "node-a", ttl: .milliseconds(300))
+                    #expect(try await a.append(try await signer.entry(1)) == 0)
+                    // B cannot take a live lease.
+                    await #expect { try await b.acquireLease(holder: "node-b", ttl: .seconds(30)) } throws: { ($0 as? LedgerError)?.code == .leaseLost }
+                    try await Task.sleep(for: .milliseconds(400))
+                    let lb = try await b.acquireLease(holder: "node-b", ttl: .seconds(30))
+                    #expect(lb.epoch == la.epoch + 1)
+                    // A still believes it holds epoch la.epoch: the database refuses it.
+                    await #expect { try await a.append(try await signer.entry(2)) } throws: { ($0 as? LedgerError)?.code == .staleEpoch }
+                    await #expect { try await a.renewLease(ttl: .seconds(1)) } throws: { ($0 as? LedgerError)?.code == .leaseLost }
+                    #expect(try await b.append(try await signer.entry(3)) == 1)
+                    // Directly in SQL as the writer: a stale epoch is refused by the trigger.
+                    let leaf = Merkle.leafHash(Array("x".utf8))
+                    await #expect(throws: (any Error).self) {
+                        try await db.run(as: .writer, """
+                            INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner, epoch, leaf_hash)
+                            VALUES (2, 'decision', 't', 'x'::bytea, ''::bytea, 'k', 'a', 'o', \(la.epoch), '\\x\(Hex.encode(leaf))'::bytea)
+                            """)
+                    }
+                    // A gap is refused too, even with the right epoch.
+                    await #expect(throws: (any Error).self) {
+                        try await db.run(as: .writer, """
+                            INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner, epoch, leaf_hash)
+                            VALUES (5, 'decision', 't', 'x'::bytea, ''::bytea, 'k', 'a', 'o', \(lb.epoch), '\\x\(Hex.encode(leaf))'::bytea)
+                            """)
+                    }
+                    let lease = try await b.currentLease()
+                    #expect(lease.holder == "node-b" && lease.epoch == lb.epoch && lease.isLive)
+                    let renewed = try await b.renewLease(ttl: .seconds(60))
+                    #expect(renewed.expiresAt > lb.expiresAt)
+                    // Given back, the lease is free at once (not after its 60 s), and B's appends stop.
+                    try await b.releaseLease()
+                    await #expect { try await b.append(try await signer.entry(4)) } throws: { ($0 as? LedgerError)?.code == .leaseLost }
+                    #expect(try await a.acquireLease(holder: "node-a", ttl: .seconds(30)).epoch == lb.epoch + 1)
+                    #expect(try await a.append(try await signer.entry(5)) == 2)
                 }
-                // A gap is refused too, even with the right epoch.
-                await #expect(throws: (any Error).self) {
-                    try await db.run(as: .writer, """
-                        INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner, epoch, leaf_hash)
-                        VALUES (5, 'decision', 't', 'x'::bytea, ''::bytea, 'k', 'a', 'o', \(lb.epoch), '\\x\(Hex.encode(leaf))'::bytea)
-                        """)
-                }
-                let lease = try await b.currentLease()
-                #expect(lease.holder == "node-b" && lease.epoch == lb.epoch && lease.isLive)
-                let renewed = try await b.renewLease(ttl: .seconds(60))
-                #expect(renewed.expiresAt > lb.expiresAt)
-                // Given back, the lease is free at once (not after its 60 s), and B's appends stop.
-                try await b.releaseLease()
-                await #expect { try await b.append(try await signer.entry(4)) } throws: { ($0 as? LedgerError)?.code == .leaseLost }
-                #expect(try await a.acquireLease(holder: "node-a", ttl: .seconds(30)).epoch == lb.epoch + 1)
-                #expect(try await a.append(try await signer.entry(5)) == 2)
             }
         }
     }
@@ -253,21 +250,18 @@ import Testing
     @Test func aNewLeaseStartsFromTheCommittedTree() async throws {
         try await TokenTestSigner.with { signer in
             try await TestDatabase.withFresh { db in
-                let a = try Ledger(database: db.settings, logger: TestEnvironment.logger)
-                let b = try Ledger(database: db.settings, logger: TestEnvironment.logger)
-                let ta = Task { await a.run() }
-                let tb = Task { await b.run() }
-                defer { ta.cancel(); tb.cancel() }
-                try await a.acquireLease(holder: "node-a", ttl: .milliseconds(300))
-                #expect(try await a.append(try await signer.entry(0)) == 0)
-                try await Task.sleep(for: .milliseconds(400))
-                try await b.acquireLease(holder: "node-b", ttl: .seconds(30))
-                #expect(try await b.append(try await signer.entry(1)) == 1)
-                try await b.releaseLease()
-                try await a.acquireLease(holder: "node-a", ttl: .seconds(30))
-                #expect(try await a.append(try await signer.entry(2)) == 2)
-                let report = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: nil, logger: TestEnvironment.logger)
-                #expect(report.problem == nil && report.entries == 3)
+                try await db.withTwoNodes { a, b in
+                    try await a.acquireLease(holder: "node-a", ttl: .milliseconds(300))
+                    #expect(try await a.append(try await signer.entry(0)) == 0)
+                    try await Task.sleep(for: .milliseconds(400))
+                    try await b.acquireLease(holder: "node-b", ttl: .seconds(30))
+                    #expect(try await b.append(try await signer.entry(1)) == 1)
+                    try await b.releaseLease()
+                    try await a.acquireLease(holder: "node-a", ttl: .seconds(30))
+                    #expect(try await a.append(try await signer.entry(2)) == 2)
+                    let report = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: nil, logger: TestEnvironment.logger)
+                    #expect(report.problem == nil && report.entries == 3)
+                }
             }
         }
     }

@@ -108,4 +108,15 @@ public struct TestDatabase: Sendable {
         try await ledger.acquireLease(holder: holder, ttl: .seconds(900))
         return try await body(ledger)
     }
+
+    /// Runs `body` with two ledgers on this database, running and without a lease: the two nodes
+    /// of an active/standby pair.
+    public func withTwoNodes<T>(_ body: (Ledger, Ledger) async throws -> T) async throws -> T {
+        let a = try Ledger(database: settings, logger: TestEnvironment.logger)
+        let b = try Ledger(database: settings, logger: TestEnvironment.logger)
+        let ta = Task { await a.run() }
+        let tb = Task { await b.run() }
+        defer { ta.cancel(); tb.cancel() }
+        return try await body(a, b)
+    }
 }
