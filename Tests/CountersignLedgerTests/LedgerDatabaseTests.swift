@@ -216,21 +216,36 @@ import Testing
                     await #expect { try await a.append(try await signer.entry(2)) } throws: { ($0 as? LedgerError)?.code == .staleEpoch }
                     await #expect { try await a.renewLease(ttl: .seconds(1)) } throws: { ($0 as? LedgerError)?.code == .leaseLost }
                     #expect(try await b.append(try await signer.entry(3)) == 1)
-                    // Directly in SQL as the writer: a stale epoch is refused by the trigger.
-                    let leaf = Merkle.leafHash(Array("x".utf8))
-                    await #expect(throws: (any Error).self) {
-                        try await db.run(as: .writer, """
-                            INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner, epoch, leaf_hash)
-                            VALUES (2, 'decision', 't', 'x'::bytea, ''::bytea, 'k', 'a', 'o', \(la.epoch), '\\x\(Hex.encode(leaf))'::bytea)
-                            """)
+                    // Directly in SQL as the writer: the trigger checks every row of a statement.
+                    let leaf = "'\\x\(Hex.encode(Merkle.leafHash(Array("x".utf8))))'::bytea"
+                    func insert(_ rows: [(idx: Int, epoch: UInt64)]) async throws {
+                        let values = rows.map { "(\($0.idx), 'decision', 't', 'x'::bytea, ''::bytea, 'k', 'a', 'o', \($0.epoch), \(leaf))" }
+                        do {
+                            try await db.run(as: .writer, """
+                                INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner, epoch, leaf_hash)
+                                VALUES \(values.joined(separator: ", "))
+                                """)
+                        } catch {
+                            throw Database.map(error, "insert")
+                        }
                     }
-                    // A gap is refused too, even with the right epoch.
-                    await #expect(throws: (any Error).self) {
-                        try await db.run(as: .writer, """
-                            INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner, epoch, leaf_hash)
-                            VALUES (5, 'decision', 't', 'x'::bytea, ''::bytea, 'k', 'a', 'o', \(lb.epoch), '\\x\(Hex.encode(leaf))'::bytea)
-                            """)
+                    func refusal(_ rows: [(idx: Int, epoch: UInt64)]) async -> LedgerError.Code? {
+                        do {
+                            try await insert(rows)
+                            return nil
+                        } catch {
+                            return (error as? LedgerError)?.code
+                        }
                     }
+                    // A stale epoch, alone or beside a current one.
+                    #expect(await refusal([(2, la.epoch)]) == .staleEpoch)
+                    #expect(await refusal([(2, lb.epoch), (3, la.epoch)]) == .staleEpoch)
+                    // A gap, even with the right epoch: after the last index, or inside the statement.
+                    #expect(await refusal([(5, lb.epoch)]) == .conflict)
+                    #expect(await refusal([(2, lb.epoch), (4, lb.epoch)]) == .conflict)
+                    // An index already taken.
+                    #expect(await refusal([(1, lb.epoch)]) == .conflict)
+                    #expect(try await b.size() == 2)
                     let lease = try await b.currentLease()
                     #expect(lease.holder == "node-b" && lease.epoch == lb.epoch && lease.isLive)
                     let renewed = try await b.renewLease(ttl: .seconds(60))

@@ -98,7 +98,7 @@ import Testing
 
                 let tables = ["entries", "merkle_nodes", "checkpoints"]
                 let triggers = [
-                    "entries": ["entries_00_contiguous", "entries_01_epoch", "entries_append_only", "entries_no_truncate"],
+                    "entries": ["entries_00_append", "entries_append_only", "entries_no_truncate"],
                     "merkle_nodes": ["merkle_nodes_append_only", "merkle_nodes_no_truncate"],
                     "checkpoints": ["checkpoints_00_size", "checkpoints_01_epoch", "checkpoints_append_only", "checkpoints_no_truncate"],
                 ]
