@@ -131,6 +131,13 @@ public final class CountersignClient: Sendable {
     /// - Throws: the server's ``Status`` when it is not OK; `UNAVAILABLE` when the connection closes;
     ///   `DEADLINE_EXCEEDED` when no reply arrives in time.
     public func call(method: String, body: [UInt8], deadline: Duration? = nil) async throws -> [UInt8] {
+        try await send(method: method, body: body, deadline: deadline).get()
+    }
+
+    /// Sends one call without waiting: the future completes on ``eventLoop`` with the reply body,
+    /// or fails as ``call(method:body:deadline:)`` throws. For callers that live on the event loop
+    /// (a load generator), which then never hop threads per call.
+    public func send(method: String, body: [UInt8], deadline: Duration? = nil) -> EventLoopFuture<[UInt8]> {
         let deadline = deadline ?? configuration.defaultDeadline
         let ms = UInt32(clamping: deadline.components.seconds * 1000 + deadline.components.attoseconds / 1_000_000_000_000_000)
         let promise = channel.eventLoop.makePromise(of: Envelope.self)
@@ -149,30 +156,39 @@ public final class CountersignClient: Sendable {
         let timeout = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(ms) + 1000)) {
             promise.fail(Status(.deadlineExceeded, "no reply within \(ms) ms"))
         }
-        defer { timeout.cancel() }
-        let reply: Envelope
-        do {
-            reply = try await promise.futureResult.get()
-        } catch let status as Status {
-            throw status
-        } catch {
+        return promise.futureResult.flatMapErrorThrowing { error in
+            timeout.cancel()
+            if let status = error as? Status { throw status }
             throw Status(.unavailable, "connection failed: \(error)")
+        }.flatMapThrowing { reply in
+            timeout.cancel()
+            let status = reply.status ?? .ok
+            guard status.code == .ok else { throw status }
+            return reply.body
         }
-        let status = reply.status ?? .ok
-        guard status.code == .ok else { throw status }
-        return reply.body
     }
+
+    /// ``send(method:body:deadline:)`` with a typed request and reply.
+    public func send<Request: ProtoMessage, Response: ProtoMessage>(
+        _ method: String, _ request: Request, as: Response.Type = Response.self, deadline: Duration? = nil
+    ) -> EventLoopFuture<Response> {
+        send(method: method, body: request.protobufBytes(), deadline: deadline).flatMapThrowing { body in
+            do {
+                return try Response(protobuf: body)
+            } catch {
+                throw Status(.internal, "unparsable \(Response.protoName) from the server: \(error)")
+            }
+        }
+    }
+
+    /// The event loop of this connection: where ``send(method:body:deadline:)`` completes.
+    public var eventLoop: any EventLoop { channel.eventLoop }
 
     /// Sends a typed request and decodes the typed reply.
     public func call<Request: ProtoMessage, Response: ProtoMessage>(
         _ method: String, _ request: Request, as: Response.Type = Response.self, deadline: Duration? = nil
     ) async throws -> Response {
-        let body = try await call(method: method, body: request.protobufBytes(), deadline: deadline)
-        do {
-            return try Response(protobuf: body)
-        } catch {
-            throw Status(.internal, "unparsable \(Response.protoName) from the server: \(error)")
-        }
+        try await send(method, request, as: Response.self, deadline: deadline).get()
     }
 
     /// `Audit.Health`: the node's name, role (active or standby), version and state.

@@ -9,6 +9,7 @@ import FoundationNetworking
 #endif
 import Crypto
 import Histogram
+import NIOCore
 
 /// `countersign bench decisions`: VerifyPlan load against a running node.
 struct BenchDecisions: AsyncParsableCommand {
@@ -65,7 +66,6 @@ struct BenchDecisions: AsyncParsableCommand {
         let before = await Self.scrape(metricsAddress)
 
         let runID = UUID().uuidString.prefix(8).lowercased()
-        let counter = Counter()
         let recorder = try record.map { try Recorder(path: $0) }
         let perSecond = PerSecond()
         let start = ContinuousClock.now
@@ -82,55 +82,34 @@ struct BenchDecisions: AsyncParsableCommand {
         let end = start + .milliseconds(Int(seconds * 1000))
         let interval: Duration? = rate > 0 ? .nanoseconds(Int64(1_000_000_000 * Double(connections) / Double(rate))) : nil
         let perTask = interval == nil ? inFlight : 1
-        let results = try await withThrowingTaskGroup(of: (Histogram<UInt64>, Int).self) { group in
-            for (c, client) in clients.enumerated() {
-                for t in 0..<perTask {
-                    group.addTask {
-                        var histogram = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
-                        var errors = 0
-                        var next = start + (interval.map { $0 * Double(c) / Double(connections) } ?? .zero)
-                        var n = 0
-                        while true {
-                            let scheduled = interval == nil ? ContinuousClock.now : next
-                            if scheduled >= end { break }
-                            if interval != nil, ContinuousClock.now < scheduled { try await Task.sleep(until: scheduled) }
-                            var request = VerifyPlanRequest()
-                            request.requestID = "bench-\(runID)-\(c)-\(t)-\(n)"
-                            request.userRequest = Self.userRequest
-                            request.owner = owner
-                            request.plan = planBytes
-                            request.planFormat = "terraform-json"
-                            n += 1
-                            do {
-                                let decision = try await client.verifyPlan(request)
-                                recorder?.write(decision)
-                                let now = ContinuousClock.now
-                                let us = (now - scheduled).microseconds
-                                _ = histogram.record(UInt64(max(1, us)))
-                                perSecond.record(second: Int((now - start).microseconds / 1_000_000), microseconds: us)
-                            } catch {
-                                errors += 1
-                            }
-                            if let interval { next = next + interval }
-                        }
-                        counter.add(n)
-                        return (histogram, errors)
-                    }
-                }
+        // Each call slot is a loop on its connection's event loop: a reply is recorded and the next
+        // call sent from there, so the load generator never hops threads per call (it shares the
+        // cores with the node, and its CPU is the node's loss).
+        var runs: [EventLoopFuture<CallSlot.Outcome>] = []
+        for (c, client) in clients.enumerated() {
+            for t in 0..<perTask {
+                let first = start + (interval.map { $0 * Double(c) / Double(connections) } ?? .zero)
+                var template = VerifyPlanRequest()
+                template.userRequest = Self.userRequest
+                template.owner = owner
+                template.plan = planBytes
+                template.planFormat = "terraform-json"
+                let slot = CallSlot(client: client, template: template, idPrefix: "bench-\(runID)-\(c)-\(t)-",
+                                    start: start, end: end, first: first, interval: interval, recorder: recorder, perSecond: perSecond)
+                runs.append(client.eventLoop.flatSubmit { slot.run() })
             }
-            var merged = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
-            var errors = 0
-            for try await (h, e) in group {
-                merged.add(h)
-                errors += e
-            }
-            return (merged, errors)
+        }
+        var histogram = Histogram<UInt64>(highestTrackableValue: CallSlot.highestMicroseconds, numberOfSignificantValueDigits: .three)
+        var errors = 0
+        for run in runs {
+            let outcome = try await run.get()
+            histogram.add(outcome.histogram)
+            errors += outcome.errors
         }
         let elapsed = (ContinuousClock.now - start).seconds
         printer?.cancel()
         let after = await Self.scrape(metricsAddress)
         for c in clients { await c.close() }
-        let (histogram, errors) = results
         let done = Double(histogram.totalCount)
         print(String(format: "decisions: %d connections, %@: %.0f decisions/s (%d signed and ledgered, %d errors, %.1f s)",
                      connections, rate > 0 ? "offered \(rate)/s" : "\(inFlight) in flight each" as NSString,
@@ -208,6 +187,86 @@ struct BenchDecisions: AsyncParsableCommand {
         }
     }
 
+    /// One call slot of one connection, confined to the connection's event loop: sends a call, and
+    /// from its reply's callback records the latency and sends the next, until the end of the run.
+    /// Closed loop (no interval): the next call leaves at once. Open loop: each call leaves at its
+    /// scheduled time, and its latency counts from then (so a slow reply delays the next without
+    /// hiding the wait: coordinated omission is avoided).
+    final class CallSlot: @unchecked Sendable {
+        struct Outcome: Sendable {
+            var histogram: Histogram<UInt64>
+            var errors: Int
+        }
+        static let highestMicroseconds: UInt64 = 120_000_000
+
+        private let client: CountersignClient
+        private var request: VerifyPlanRequest
+        private let idPrefix: String
+        private let start: ContinuousClock.Instant
+        private let end: ContinuousClock.Instant
+        private let interval: Duration?
+        private let recorder: Recorder?
+        private let perSecond: PerSecond
+        private var next: ContinuousClock.Instant
+        private var sent = 0
+        private var outcome = Outcome(histogram: Histogram<UInt64>(highestTrackableValue: highestMicroseconds, numberOfSignificantValueDigits: .three),
+                                      errors: 0)
+        private let done: EventLoopPromise<Outcome>
+
+        init(client: CountersignClient, template: VerifyPlanRequest, idPrefix: String, start: ContinuousClock.Instant,
+             end: ContinuousClock.Instant, first: ContinuousClock.Instant, interval: Duration?, recorder: Recorder?, perSecond: PerSecond) {
+            self.client = client
+            self.request = template
+            self.idPrefix = idPrefix
+            self.start = start
+            self.end = end
+            self.next = first
+            self.interval = interval
+            self.recorder = recorder
+            self.perSecond = perSecond
+            self.done = client.eventLoop.makePromise()
+        }
+
+        /// Starts the loop (on the event loop); the future completes when the run ends.
+        func run() -> EventLoopFuture<Outcome> {
+            step()
+            return done.futureResult
+        }
+
+        private func step() {
+            let now = ContinuousClock.now
+            let scheduled = interval == nil ? now : next
+            guard scheduled < end else {
+                done.succeed(outcome)
+                return
+            }
+            if now < scheduled {
+                client.eventLoop.scheduleTask(in: .nanoseconds((scheduled - now).nanoseconds)) { self.send(scheduled) }
+            } else {
+                send(scheduled)
+            }
+        }
+
+        private func send(_ scheduled: ContinuousClock.Instant) {
+            request.requestID = idPrefix + String(sent)
+            sent += 1
+            client.send(Method.verifyPlan, request, as: Decision.self).whenComplete { result in
+                switch result {
+                case .success(let decision):
+                    self.recorder?.write(decision)
+                    let now = ContinuousClock.now
+                    let us = (now - scheduled).microseconds
+                    _ = self.outcome.histogram.record(UInt64(max(1, us)))
+                    self.perSecond.record(second: Int((now - self.start).microseconds / 1_000_000), microseconds: us)
+                case .failure:
+                    self.outcome.errors += 1
+                }
+                if let interval = self.interval { self.next = self.next + interval }
+                self.step()
+            }
+        }
+    }
+
     /// Decisions and the slowest reply of each second since the start, for --progress.
     final class PerSecond: @unchecked Sendable {
         private let lock = NSLock()
@@ -224,15 +283,10 @@ struct BenchDecisions: AsyncParsableCommand {
             return buckets.removeValue(forKey: second) ?? (0, 0)
         }
     }
-
-    final class Counter: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value = 0
-        func add(_ n: Int) { lock.lock(); value += n; lock.unlock() }
-    }
 }
 
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
     var microseconds: Int64 { components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000 }
+    var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
 }
