@@ -8,7 +8,7 @@ struct PlanCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plan",
         abstract: "Check infrastructure plans against a request and the policy.",
-        subcommands: [PlanCheck.self, PlanSubmit.self, PlanBench.self]
+        subcommands: [PlanCheck.self, PlanSubmit.self, PlanBench.self, PlanCorpus.self]
     )
 }
 
