@@ -42,7 +42,6 @@ public struct PolicyEngine: Sendable {
         d.requestID = request.requestID
         d.plannedChanges = PlannedChange.of(plan)
         d.planSHA256 = sha256(request.plan)
-        d.userRequestSHA256 = sha256(Array(request.userRequest.utf8))
         return d
     }
 
