@@ -449,8 +449,9 @@ enum TerraformPlanReader {
                 throw PolicyError.tooLarge("the plan has \(items.count) resource changes; the limit is \(limits.maxResourceChanges)")
             }
             changes.reserveCapacity(items.count)
+            var providerRegion = ProviderRegionMemo(regions: regions)
             for (i, item) in items.enumerated() {
-                if let c = try readChange(item, at: i, regions: regions) {
+                if let c = try readChange(item, at: i, providerRegion: &providerRegion) {
                     changes.append(c)
                 }
             }
@@ -482,7 +483,35 @@ enum TerraformPlanReader {
         return out
     }
 
-    static func readChange(_ item: JSONValue, at position: Int, regions: [String: String]) throws -> ResourceChange? {
+    /// The region of a change's provider configuration, remembered for the provider and module
+    /// of the last change: the changes of a plan mostly share both.
+    struct ProviderRegionMemo {
+        let regions: [String: String]
+        private var last: (provider: String, module: String?, region: String?)?
+
+        init(regions: [String: String]) { self.regions = regions }
+
+        /// The region of the provider configuration `provider` has in `module` (nil: none known).
+        mutating func region(provider: String, module: String?) -> String? {
+            if regions.isEmpty { return nil }
+            // Compared byte by byte: the same bytes always give the same answer.
+            if let last, last.provider.utf8.elementsEqual(provider.utf8),
+               last.module == nil ? module == nil : module.map({ last.module!.utf8.elementsEqual($0.utf8) }) ?? false {
+                return last.region
+            }
+            let short = providerShortName(provider)
+            var region: String?
+            if let module, let r = regions["\(moduleKey(module)):\(short)"] {
+                region = r
+            } else if let r = regions[short] {
+                region = r
+            }
+            last = (provider, module, region)
+            return region
+        }
+    }
+
+    static func readChange(_ item: JSONValue, at position: Int, providerRegion: inout ProviderRegionMemo) throws -> ResourceChange? {
         // Only an error names the change: no text is made for the changes that are well formed.
         var where_: String { "resource_changes[\(position)]" }
         guard case .object(let rc) = item else {
@@ -553,10 +582,12 @@ enum TerraformPlanReader {
         var carriesTags = false
         var contextNames: [String] = []
         if let tagObj = tagSource?.object {
-            if tagObj["tags"] != nil || tagObj["tags_all"] != nil { carriesTags = true }
+            let tagsAllValue = tagObj["tags_all"]
+            let ownTagsValue = tagObj["tags"]
+            if ownTagsValue != nil || tagsAllValue != nil { carriesTags = true }
             // tags_all first, so that the resource's own tags win.
-            let tagsAll = tagObj["tags_all"]?.object
-            let ownTags = tagObj["tags"]?.object
+            let tagsAll = tagsAllValue?.object
+            let ownTags = ownTagsValue?.object
             let count = (tagsAll?.count ?? 0) + (ownTags?.count ?? 0)
             if count > 0 {
                 tags.reserveCapacity(count)
@@ -577,13 +608,8 @@ enum TerraformPlanReader {
             region = r
         } else if let az = tagSource?["availability_zone"]?.string, let r = regionOfZone(az) {
             region = r
-        } else if !regions.isEmpty {
-            let short = providerShortName(provider)
-            if let module, let r = regions["\(moduleKey(module)):\(short)"] {
-                region = r
-            } else if let r = regions[short] {
-                region = r
-            }
+        } else {
+            region = providerRegion.region(provider: provider, module: module)
         }
         return ResourceChange(
             address: address, module: module, type: type, name: name, index: index, deposed: deposed,
