@@ -380,6 +380,11 @@ struct JSONReader: ~Copyable {
         let first = members.count
         // Duplicate keys: a linear search while the object is small, a hash index beyond that.
         var index: [String: Int]?
+        // Bits of the (length, first byte, last byte) of the ASCII keys so far: an ASCII key whose
+        // bit is not set has no equal among them, and none at all while every key is ASCII (an
+        // ASCII key can equal a non-ASCII one, as "K" equals the Kelvin sign).
+        var asciiKeyBits: UInt64 = 0
+        var allKeysASCII = true
         while true {
             skipWhitespace()
             guard pos < buf.count else { throw fail("unexpected end of input in an object") }
@@ -387,6 +392,16 @@ struct JSONReader: ~Copyable {
             let keyStart = pos
             let key = try parseString()
             let keyIsASCII = lastStringIsASCII
+            var keyBit: UInt64 = 0
+            if keyIsASCII {
+                // The key's bytes end just before the closing quote (no escapes: an escaped key
+                // is made by the slow path, which is not asked).
+                let end = pos - 1
+                let length = key.utf8.count
+                if end - keyStart - 1 == length, length > 0 {
+                    keyBit = 1 << ((UInt64(length) &* 31 &+ UInt64(buf[keyStart + 1]) &* 7 &+ UInt64(buf[end - 1])) & 63)
+                }
+            }
             skipWhitespace()
             guard pos < buf.count, buf[pos] == UInt8(ascii: ":") else { throw fail("expected ':' after a key") }
             pos += 1
@@ -397,7 +412,11 @@ struct JSONReader: ~Copyable {
             if index != nil {
                 duplicate = index!.updateValue(n, forKey: key) != nil
             } else if n < JSONObject.indexThreshold {
-                duplicate = members.containsKey(key, isASCII: keyIsASCII, from: first)
+                if allKeysASCII && keyBit != 0 && asciiKeyBits & keyBit == 0 {
+                    duplicate = false
+                } else {
+                    duplicate = members.containsKey(key, isASCII: keyIsASCII, from: first)
+                }
             } else {
                 var built = [String: Int](minimumCapacity: 2 * n)
                 members.forEachKey(from: first) { i, k in built[k] = i }
@@ -408,6 +427,7 @@ struct JSONReader: ~Copyable {
                 pos = keyStart
                 throw fail("duplicate key in an object")
             }
+            if keyBit == 0 { allKeysASCII = false } else { asciiKeyBits |= keyBit }
             members.push(JSONObject.Member(key: key, value: value, keyIsASCII: keyIsASCII))
             skipWhitespace()
             guard pos < buf.count else { throw fail("unexpected end of input in an object") }

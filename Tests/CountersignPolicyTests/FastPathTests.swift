@@ -78,6 +78,13 @@ struct FastPathTests {
     func canonicalKeys() throws {
         #expect(errorMessage(#"{"\u00e9":1,"e\u0301":2}"#) == "the plan is not valid JSON: duplicate key in an object at byte 12")
         #expect(errorMessage(FastPathTests.object(20, extra: #","\u00e9":1,"e\u0301":2"#)) != nil)
+        // An ASCII key and a non-ASCII one can be the same key (the Kelvin sign is "K"), in either
+        // order, with escapes or without, among ASCII keys of every length.
+        #expect(errorMessage(#"{"K":1,"\u212a":2}"#) == "the plan is not valid JSON: duplicate key in an object at byte 7")
+        #expect(errorMessage("{\"a\":0,\"\u{212A}\":1,\"bb\":2,\"K\":3}") == "the plan is not valid JSON: duplicate key in an object at byte 22")
+        #expect(errorMessage(#"{"x":0,"\u004b":1,"K":2}"#) == "the plan is not valid JSON: duplicate key in an object at byte 18")
+        #expect(errorMessage(#"{"ab":0,"ba":1,"a":2,"b":3,"abc":4,"acb":5}"#) == nil)
+        #expect(errorMessage(#"{"ab":0,"ba":1,"a":2,"b":3,"abc":4,"ba":5}"#) == "the plan is not valid JSON: duplicate key in an object at byte 35")
         let v = try parse(#"{"\u00e9":1}"#)
         #expect(v["e\u{301}"] == .int(1))
         #expect(v["\u{e9}"] == .int(1))
