@@ -102,7 +102,7 @@ struct Classifier: Sendable {
     /// than one such key ("Name" and "name"), `Name` wins, else the first key in byte order: the
     /// same plan must always be classified the same way, on every node.
     static func nameTag(_ c: ResourceChange) -> String? {
-        if let exact = c.tags["Name"] { return exact }
+        if let exact = c.tag("Name") { return exact }
         var best: (key: String, value: String)?
         for (k, v) in c.tags where isName(k) {
             if let b = best, !k.utf8.lexicographicallyPrecedes(b.key.utf8) { continue }

@@ -481,7 +481,7 @@ struct Evaluation {
     mutating func checkTags(_ c: ResourceChange) {
         guard c.hasAfter, c.carriesTags, !policy.requiredTags.isEmpty else { return }
         let missing = policy.requiredTags.filter { tag in
-            c.tags[tag] == nil && !c.tags.keys.contains { $0.lowercased() == tag.lowercased() }
+            c.tag(tag) == nil && !c.tags.keys.contains { $0.lowercased() == tag.lowercased() }
         }
         guard !missing.isEmpty else { return }
         if ResourceChange.isMarked(c.afterUnknown, [.key("tags_all")]) { return }  // default tags may supply them

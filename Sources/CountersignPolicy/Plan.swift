@@ -292,6 +292,16 @@ public struct ResourceChange: Sendable, Hashable {
     /// True when the resource exists after the change with new values (create, update, replace).
     public var hasAfter: Bool { actions.contains(.create) || actions.contains(.update) }
 
+    /// `tags[key]`. A small dictionary (nearly every resource's) is searched by comparing keys,
+    /// which is cheaper than hashing: `==` is the equality its lookup uses, and its keys are
+    /// distinct under it, so both find the same one.
+    func tag(_ key: String) -> String? {
+        let tags = storage.tags
+        guard tags.count <= 8 else { return tags[key] }
+        for (k, v) in tags where k == key { return v }
+        return nil
+    }
+
     /// The state of an attribute after the change. `after_unknown` is consulted first: an
     /// attribute under an unknown marker is `.unknown`, never read as false.
     func attribute(_ path: [PathStep]) -> AttributeState {

@@ -322,6 +322,19 @@ struct FastPathTests {
                        afterSensitive: nil, contextNames: [])
     }
 
+    @Test("a tag by key is the dictionary's lookup, for small and large tag sets")
+    func tagLookup() {
+        for filler in 0..<12 {
+            var tags = Dictionary(uniqueKeysWithValues: (0..<filler).map { ("t\($0)", "v\($0)") })
+            tags["\u{e9}"] = "nfc"
+            tags["\u{212A}ey"] = "kelvin"
+            let c = change(tags: tags)
+            for key in ["t0", "t7", "t11", "e\u{301}", "\u{e9}", "Key", "key", "\u{212A}ey", "Name", ""] {
+                #expect(c.tag(key) == tags[key], "\(filler) \(key)")
+            }
+        }
+    }
+
     @Test func theNameTagIsChosenTheSameWayWhenSeveralKeysMatch() {
         // Dictionaries built in different orders and sizes iterate differently; the answer may not.
         for filler in 0..<40 {
