@@ -79,6 +79,8 @@ enum Redactor {
     static let secretPrefixBytes: [[UInt8]] = secretPrefixes.map { Array($0.utf8) }
 
     static func looksLikeSecret(_ s: String) -> Bool {
+        // Every pattern below is at least 20 UTF-8 bytes long (most values are shorter).
+        if s.utf8.count < 20 { return false }
         if let ascii = s.utf8.withContiguousStorageIfAvailable(looksLikeSecretASCII), let result = ascii { return result }
         return looksLikeSecretReference(s)
     }
