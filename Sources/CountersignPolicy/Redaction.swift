@@ -232,6 +232,17 @@ enum Redactor {
                 if candidate && !change.isSensitive(path) { found.append(path) }
             case .object(let o):
                 for (k, child) in o {
+                    if case .string(let s) = child {
+                        // walk(child, isSecretKey(k)), without making the path unless it is a find.
+                        visited += 1
+                        if visited > 20_000 || found.count > 50 || s.isEmpty { continue }
+                        if (isSecretKey(k) && !isReference(s)) || looksLikeSecret(s) {
+                            path.append(.key(k))
+                            if !change.isSensitive(path) { found.append(path) }
+                            path.removeLast()
+                        }
+                        continue
+                    }
                     // The key matters only to a string under it (directly or in arrays).
                     let secret: Bool
                     switch child {
