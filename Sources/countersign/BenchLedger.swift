@@ -62,10 +62,12 @@ struct BenchLedger: AsyncParsableCommand {
         try await ledger.withRunning {
             try await ledger.acquireLease(holder: "bench", ttl: .seconds(3600))
             var next = Int(try await ledger.size())
-            // The pool's statements repeat; the request ids may not (one decision per request id).
+            // The pool's statements repeat; the request ids may not (one decision per request id),
+            // in this run or an earlier one on the same database.
+            let run = UUID().uuidString.prefix(8).lowercased()
             @Sendable func entry(_ i: Int, _ prefix: String = "bench") -> LedgerEntry {
                 var e = pool[i % poolSize]
-                e.requestID = "\(prefix)-\(i)"
+                e.requestID = "\(prefix)-\(run)-\(i)"
                 return e
             }
             func take() -> LedgerEntry {
