@@ -44,6 +44,10 @@ let package = Package(
     ],
     targets: [
         .target(
+            name: "CountersignRandom",
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "CountersignWire",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -155,6 +159,7 @@ let package = Package(
                 "CountersignLedger",
                 "CountersignServer",
                 "CountersignClient",
+                "CountersignRandom",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -180,7 +185,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CountersignWireTests",
-            dependencies: ["CountersignWire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")],
+            dependencies: ["CountersignWire", "CountersignRandom", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")],
             resources: [.copy("Vectors")],
             swiftSettings: swiftSettings
         ),
@@ -191,7 +196,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CountersignPolicyTests",
-            dependencies: ["CountersignPolicy"],
+            dependencies: ["CountersignPolicy", "CountersignRandom"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

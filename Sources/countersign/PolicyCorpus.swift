@@ -1,5 +1,6 @@
 import ArgumentParser
 import CountersignPolicy
+import CountersignRandom
 import Foundation
 
 /// `countersign plan corpus` (hidden): evaluates a deterministic corpus of plans (the fixtures
@@ -192,7 +193,7 @@ struct PolicyCorpus {
         // The other format: mostly errors, and their messages.
         let other: PlanFormat = format == .terraformJSON ? .changesetJSON : .terraformJSON
         cases.append(Case(label: name + " as " + other.rawValue, plan: bytes, format: other, fullContexts: false))
-        var rng = CorpusRandom(seed: UInt64(truncatingIfNeeded: name.utf8.reduce(5381) { ($0 &* 33) &+ Int($1) }))
+        var rng = SplitMix64(seed: UInt64(truncatingIfNeeded: name.utf8.reduce(5381) { ($0 &* 33) &+ Int($1) }))
         for (label, mutated) in PolicyCorpus.structural(plan, format, &rng) {
             cases.append(Case(label: name + " " + label, plan: PolicyCorpus.serialize(mutated), format: format,
                               fullContexts: false, request: request))
@@ -250,7 +251,7 @@ struct PolicyCorpus {
         ("no tags", { $0["tags"] = NSNull(); $0["tags_all"] = NSNull() }),
     ] }
 
-    static func structural(_ plan: Any, _ format: PlanFormat, _ rng: inout CorpusRandom) -> [(String, Any)] {
+    static func structural(_ plan: Any, _ format: PlanFormat, _ rng: inout SplitMix64) -> [(String, Any)] {
         var out: [(String, Any)] = []
         guard var top = plan as? [String: Any] else { return out }
         if format == .changesetJSON {
@@ -380,7 +381,7 @@ struct PolicyCorpus {
 
     // MARK: Byte mutations
 
-    static func byteMutations(_ bytes: [UInt8], _ rng: inout CorpusRandom) -> [(String, [UInt8])] {
+    static func byteMutations(_ bytes: [UInt8], _ rng: inout SplitMix64) -> [(String, [UInt8])] {
         var out: [(String, [UInt8])] = []
         guard bytes.count > 2 else { return out }
         let inserts: [[UInt8]] = [[0x22], [0x7B], [0x5B], [0x2C], [0x5C], [0xFF], [0xC3], [0xC0, 0xAF], [0xED, 0xA0, 0x80],
@@ -533,18 +534,4 @@ struct PolicyCorpus {
 
         func hex(_ b: [UInt8]) -> String { b.map { String(format: "%02x", $0) }.joined() }
     }
-}
-
-/// A small deterministic generator (SplitMix64): the same corpus on every run and machine.
-struct CorpusRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(1, n))) }
 }

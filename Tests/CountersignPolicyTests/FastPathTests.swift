@@ -1,5 +1,6 @@
 import Testing
 @testable import CountersignPolicy
+import CountersignRandom
 
 /// The engine's fast paths (JSON objects without hashing, byte-level reading of ASCII names and
 /// values) against the definitions they replace: same answers on every input, including the
@@ -346,18 +347,5 @@ struct FastPathTests {
             #expect(Classifier.nameTag(change(tags: tags)) == "sandbox", "Name wins")
         }
         #expect(Classifier.nameTag(change(tags: ["Owner": "x"])) == nil)
-    }
-}
-
-/// A small deterministic generator (SplitMix64), so that a failure can be reproduced.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
