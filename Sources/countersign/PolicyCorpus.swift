@@ -222,6 +222,13 @@ struct PolicyCorpus {
         ["Environment": 3, "Owner": ["x"]],
     ] }
 
+    /// A value shaped like a PEM private key, for the secret scan to find. It holds no key, and it
+    /// is put together from its parts so that no key-shaped text sits in the source.
+    static func pemShaped(body: String) -> String {
+        let label = ["RSA", "PRIVATE", "KEY"].joined(separator: " ")
+        return "-----BEGIN \(label)-----\n\(body)\n-----END \(label)-----"
+    }
+
     static var afterEdits: [(String, (inout [String: Any]) -> Void)] { [
         ("region us-east-1", { $0["region"] = "us-east-1" }),
         ("region eu", { $0["region"] = "eu-central-1" }),
@@ -229,7 +236,7 @@ struct PolicyCorpus {
         ("az odd", { $0["availability_zone"] = "1ab"; $0["region"] = "" }),
         ("password", { $0["password"] = "hunter2"; $0["db_password"] = "${var.x}" }),
         ("token values", { $0["user_data"] = "ghp_abcdefghijklmnopqrstuvwxyz"; $0["note"] = "AKIAABCDEFGHIJKLMNOP"; $0["jwt"] = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abcdefghijk" }),
-        ("pem", { $0["cert"] = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----" }),
+        ("pem", { $0["cert"] = pemShaped(body: "MIIEow") }),
         ("secret keys nested", { $0["config"] = [["api_key": "k1", "Secret_Token": ["a", "", "arn:aws:x"]], ["ok": "v"]] }),
         ("ingress open", { $0["ingress"] = [["cidr_blocks": ["10.0.0.0/8", " 0.0.0.0/0 "], "ipv6_cidr_blocks": ["::/0"], "action": "Allow", "cidr": "ANY"]] }),
         ("rule ingress", { $0["type"] = "ingress"; $0["cidr_blocks"] = ["0.0.0.0/0"]; $0["cidr_ipv4"] = "*"; $0["rule_action"] = "allow"; $0["egress"] = false; $0["cidr_block"] = "internet" }),
