@@ -262,7 +262,10 @@ struct BenchDecisions: AsyncParsableCommand {
                     self.outcome.errors += 1
                 }
                 if let interval = self.interval { self.next = self.next + interval }
-                self.step()
+                // Through the loop's queue, not straight from here: a call on a closed connection
+                // fails at once, inside `send`, and calling step() here would recurse call after
+                // call until the stack ran out.
+                self.client.eventLoop.execute { self.step() }
             }
         }
     }

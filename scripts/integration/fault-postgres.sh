@@ -56,5 +56,17 @@ rc=0
 "$BIN" ledger verify --config "$config" --trusted-key "$work/first.pem" >"$work/verify.out" 2>&1 || rc=$?
 check "ledger verify after the outage" "$rc"
 [ "$rc" -eq 0 ] || sed 's/^/    /' "$work/verify.out"
+echo "fault: the load generator when its node goes away"
+"$BIN" bench decisions --config "$config" --connections 4 --seconds 3 >"$work/gone.out" 2>&1 &
+load=$!
+sleep 1
+stop_node
+rc=0
+wait "$load" || rc=$?
+load=""
+# Every call after that fails at once on a closed connection: counted as errors, and the run ends
+# on time (it used to recurse from call to call until the stack ran out).
+check "the load generator ends its run and reports it (exit $rc)" "$([ "$rc" -eq 0 ] && grep -q '^decisions:' "$work/gone.out"; echo $?)"
+[ "$rc" -eq 0 ] || sed 's/^/    /' "$work/gone.out"
 echo "fault: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
