@@ -505,8 +505,7 @@ enum TerraformPlanReader {
         mutating func region(provider: String, module: String?) -> String? {
             if regions.isEmpty { return nil }
             // Compared byte by byte: the same bytes always give the same answer.
-            if let last, last.provider.utf8.elementsEqual(provider.utf8),
-               last.module == nil ? module == nil : module.map({ last.module!.utf8.elementsEqual($0.utf8) }) ?? false {
+            if let last, Self.sameBytes(last.provider, provider), Self.sameBytes(last.module, module) {
                 return last.region
             }
             let short = providerShortName(provider)
@@ -518,6 +517,14 @@ enum TerraformPlanReader {
             }
             last = (provider, module, region)
             return region
+        }
+
+        private static func sameBytes(_ a: String?, _ b: String?) -> Bool {
+            switch (a, b) {
+            case (nil, nil): true
+            case let (a?, b?): a.utf8.elementsEqual(b.utf8)
+            default: false
+            }
         }
     }
 
