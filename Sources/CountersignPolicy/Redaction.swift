@@ -223,32 +223,21 @@ enum Redactor {
         var visited = 0
 
         mutating func walk(_ v: JSONValue, _ keyIsSecret: Bool) {
+            if case .string(let s) = v {
+                visit(s, keyIsSecret)
+                return
+            }
             visited += 1
             if visited > 20_000 || found.count > 50 { return }
             switch v {
-            case .string(let s):
-                if s.isEmpty { return }
-                let candidate = (keyIsSecret && !isReference(s)) || looksLikeSecret(s)
-                if candidate && !change.isSensitive(path) { found.append(path) }
             case .object(let o):
                 for (k, child) in o {
                     if case .string(let s) = child {
-                        // walk(child, isSecretKey(k)), without making the path unless it is a find.
-                        visited += 1
-                        if visited > 20_000 || found.count > 50 || s.isEmpty { continue }
-                        if (isSecretKey(k) && !isReference(s)) || looksLikeSecret(s) {
-                            path.append(.key(k))
-                            if !change.isSensitive(path) { found.append(path) }
-                            path.removeLast()
-                        }
+                        visit(s, isSecretKey(k), under: .key(k))
                         continue
                     }
-                    // The key matters only to a string under it (directly or in arrays).
-                    let secret: Bool
-                    switch child {
-                    case .string, .array: secret = isSecretKey(k)
-                    default: secret = false
-                    }
+                    // The key matters only to a string under it (here, or in arrays).
+                    let secret = if case .array = child { isSecretKey(k) } else { false }
                     path.append(.key(k))
                     walk(child, secret)
                     path.removeLast()
@@ -262,6 +251,17 @@ enum Redactor {
             default:
                 return
             }
+        }
+
+        /// A string node: counted, and recorded when it is a find. `step`, the member's key, is
+        /// added to the path only then (most strings are not finds).
+        mutating func visit(_ s: String, _ keyIsSecret: @autoclosure () -> Bool, under step: PathStep? = nil) {
+            visited += 1
+            if visited > 20_000 || found.count > 50 || s.isEmpty { return }
+            guard (keyIsSecret() && !isReference(s)) || looksLikeSecret(s) else { return }
+            if let step { path.append(step) }
+            if !change.isSensitive(path) { found.append(path) }
+            if step != nil { path.removeLast() }
         }
     }
 }
