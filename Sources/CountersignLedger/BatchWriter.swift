@@ -224,8 +224,9 @@ enum LedgerMetrics {
 }
 
 /// The append of one batch: one statement (so one transaction), prepared once per connection.
-/// Entries are inserted in index order (the contiguity trigger sees the earlier rows of the same
-/// statement); the subtree hashes the batch completes are inserted by the same statement.
+/// Entries are inserted in index order, so that the table's rows follow the log; the append
+/// trigger (migration 4) checks the whole statement's rows once, after they are in. The subtree
+/// hashes the batch completes are inserted by the same statement.
 struct AppendStatement: PostgresPreparedStatement {
     static let sql = """
         WITH e AS (
