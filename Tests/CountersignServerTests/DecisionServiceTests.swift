@@ -134,26 +134,28 @@ import Testing
     }
 
     @Test func noApprovalWhenTheDatabaseIsUnreachable() async throws {
-        // A ledger pointed at a socket where no database listens: every decision is UNAVAILABLE.
-        let signer = try TestTokens.shared.signer("cs-test-server")
-        defer { signer.shutdown() }
-        let custodian = KeyCustodian(signer: signer, log: InMemoryKeyEventLog(),
-                                     settings: TestTokens.shared.settings("cs-test-server"), logger: TestEnvironment.logger)
-        _ = try await custodian.bootstrap(by: "test-ceremony")
-        var settings = TestEnvironment.settings(database: "countersign")
-        settings.endpoint = .unixSocket(directory: "/nonexistent", port: 5432)
-        let ledger = try Ledger(database: settings, signer: signer, options: .init(timeout: .milliseconds(500)), logger: TestEnvironment.logger)
-        let task = Task { await ledger.run() }
-        defer { task.cancel() }
-        let decisions = DecisionService(policy: PolicySource(engine: PolicyEngine()), signer: signer, ledger: ledger, logger: TestEnvironment.logger)
-        let server = try await TestServer.start { _ in } routes: { decisions.register(into: &$0) }
-        let client = try await server.client("orchestrator")
-        var request = try #require(try Self.scenarios().first { $0.name.contains("honest") }).request
-        request.requestID = "db-gone"
-        let error = await #expect(throws: Status.self) { _ = try await client.verifyPlan(request) }
-        #expect(error?.code == .unavailable)
-        await client.close()
-        try await server.stop()
+        try await TestTokens.withExclusiveUse(of: "cs-test-server") {
+            // A ledger pointed at a socket where no database listens: every decision is UNAVAILABLE.
+            let signer = try TestTokens.shared.signer("cs-test-server")
+            defer { signer.shutdown() }
+            let custodian = KeyCustodian(signer: signer, log: InMemoryKeyEventLog(),
+                                         settings: TestTokens.shared.settings("cs-test-server"), logger: TestEnvironment.logger)
+            _ = try await custodian.bootstrap(by: "test-ceremony")
+            var settings = TestEnvironment.settings(database: "countersign")
+            settings.endpoint = .unixSocket(directory: "/nonexistent", port: 5432)
+            let ledger = try Ledger(database: settings, signer: signer, options: .init(timeout: .milliseconds(500)), logger: TestEnvironment.logger)
+            let task = Task { await ledger.run() }
+            defer { task.cancel() }
+            let decisions = DecisionService(policy: PolicySource(engine: PolicyEngine()), signer: signer, ledger: ledger, logger: TestEnvironment.logger)
+            let server = try await TestServer.start { _ in } routes: { decisions.register(into: &$0) }
+            let client = try await server.client("orchestrator")
+            var request = try #require(try Self.scenarios().first { $0.name.contains("honest") }).request
+            request.requestID = "db-gone"
+            let error = await #expect(throws: Status.self) { _ = try await client.verifyPlan(request) }
+            #expect(error?.code == .unavailable)
+            await client.close()
+            try await server.stop()
+        }
     }
 
     @Test func checkpointAndProofsVerifyOffline() async throws {

@@ -13,7 +13,7 @@ import Testing
 /// file is imported once, only if its chain verifies.
 @Suite(.serialized) struct KeyEventLedgerTests {
     static func withLedger<T>(_ body: (Ledger, TokenSigner, TestDatabase) async throws -> T) async throws -> T {
-        try await TestDatabase.withFresh { database in
+        try await TestTokens.withExclusiveUse(of: "cs-test-server") { try await TestDatabase.withFresh { database in
             let signer = try TestTokens.shared.signer("cs-test-server")
             defer { signer.shutdown() }
             let ledger = try Ledger(database: database.settings, settings: LedgerSettings(origin: "test.local/ledger", checkpointIntervalMs: 100),
@@ -22,7 +22,7 @@ import Testing
             defer { task.cancel() }
             try await ledger.acquireLease(holder: "test-node", ttl: .seconds(900))
             return try await body(ledger, signer, database)
-        }
+        } }
     }
 
     static func custodian(_ signer: TokenSigner, _ log: any KeyEventLog) -> KeyCustodian {

@@ -253,6 +253,10 @@ struct DecisionStack {
     ///   - alerts: where the decision service reports vetoes and deviations (default: nowhere).
     static func with<T>(policy: PolicySource = PolicySource(engine: PolicyEngine()), alerts: Alerter? = nil,
                         _ body: (DecisionStack) async throws -> T) async throws -> T {
+        try await TestTokens.withExclusiveUse(of: "cs-test-server") { try await withToken(policy: policy, alerts: alerts, body) }
+    }
+
+    private static func withToken<T>(policy: PolicySource, alerts: Alerter?, _ body: (DecisionStack) async throws -> T) async throws -> T {
         try await TestDatabase.withFresh { database in
             let logger = TestEnvironment.logger
             let signer = try TestTokens.shared.signer("cs-test-server")

@@ -115,3 +115,48 @@ actor OneAtATime {
         return try await body()
     }
 }
+
+extension TestTokens {
+    /// Runs `body` while no other test of this process uses the token `label`.
+    ///
+    /// A node has one signer; tests that each make their own on a shared token must take turns.
+    /// SoftHSM ties a token object's handle to the session that made it, and logs a token out when
+    /// its last session closes, so two signers with overlapping lives on one token invalidate each
+    /// other's keys (`CKR_OBJECT_HANDLE_INVALID`), and the signer that sees it re-initialises the
+    /// process's one module under every other signer (`CKR_SESSION_HANDLE_INVALID`).
+    public static func withExclusiveUse<T>(of label: String, _ body: () async throws -> T) async throws -> T {
+        await TokenUsers.shared.acquire(label)
+        do {
+            let result = try await body()
+            await TokenUsers.shared.release(label)
+            return result
+        } catch {
+            await TokenUsers.shared.release(label)
+            throw error
+        }
+    }
+}
+
+/// Who uses which test token now, and who waits for it, in arrival order.
+actor TokenUsers {
+    static let shared = TokenUsers()
+    private var waiting: [String: [CheckedContinuation<Void, Never>]] = [:]
+
+    func acquire(_ label: String) async {
+        guard waiting[label] != nil else {
+            waiting[label] = []
+            return
+        }
+        await withCheckedContinuation { waiting[label]!.append($0) }
+    }
+
+    func release(_ label: String) {
+        guard var queue = waiting[label], !queue.isEmpty else {
+            waiting[label] = nil
+            return
+        }
+        let next = queue.removeFirst()
+        waiting[label] = queue
+        next.resume()  // the token passes straight to the next user
+    }
+}
