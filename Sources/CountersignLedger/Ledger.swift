@@ -214,8 +214,16 @@ public final class Ledger: Sendable {
 
     /// The newest entry of `kind` for `requestID`, if any (for idempotency and `GetDecision`).
     public func latest(kind: EntryKind, requestID: String) async throws -> StoredEntry? {
+        let what = "looking up request \(requestID)"
+        if kind == .decision {
+            let statement = DecisionOfRequestStatement(requestID: requestID)
+            return try await read(what) { c, l in
+                for try await entry in try await c.execute(statement, logger: l) { return entry }
+                return nil
+            }
+        }
         let statement = LatestEntryStatement(requestID: requestID, kind: kind.rawValue)
-        return try await read("looking up request \(requestID)") { c, l in
+        return try await read(what) { c, l in
             for try await entry in try await c.execute(statement, logger: l) { return entry }
             return nil
         }
@@ -396,12 +404,36 @@ public final class Ledger: Sendable {
     }
 }
 
-/// The newest entry of a kind for a request id: on every decision (idempotency), so a prepared
-/// statement (parsed and planned once per connection).
+/// The decision of a request id, if any (replays, `GetDecision`): a prepared statement, parsed and
+/// planned once per connection. The kind is spelled out, so that the plan uses the unique index of
+/// migration 3, whose predicate it is.
+struct DecisionOfRequestStatement: PostgresPreparedStatement {
+    static let sql = """
+        SELECT \(EntryRow.columns) FROM entries
+        WHERE request_id = $1 AND kind = 'decision'
+        """
+    typealias Row = StoredEntry
+
+    var requestID: String
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 1)
+        b.append(requestID)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> StoredEntry {
+        try EntryRow.decode(row)
+    }
+}
+
+/// The newest entry of another kind for a request id (refusals, executions, overrides). The
+/// `kind <> 'decision'` is the predicate of the index of migration 5: with it, the generic plan of
+/// the prepared statement uses that index whatever `$2` is.
 struct LatestEntryStatement: PostgresPreparedStatement {
     static let sql = """
         SELECT \(EntryRow.columns) FROM entries
-        WHERE request_id = $1 AND kind = $2 ORDER BY idx DESC LIMIT 1
+        WHERE request_id = $1 AND kind = $2 AND kind <> 'decision' ORDER BY idx DESC LIMIT 1
         """
     typealias Row = StoredEntry
 

@@ -34,6 +34,7 @@ enum Schema {
             Migration(version: 2, name: "index of the keyring's key events", sql: v2),
             Migration(version: 3, name: "one decision per request id", sql: v3),
             Migration(version: 4, name: "append checks once per statement", sql: v4),
+            Migration(version: 5, name: "request id index without decisions", sql: v5),
         ]
     }
 
@@ -264,6 +265,16 @@ enum Schema {
             FOR EACH STATEMENT EXECUTE FUNCTION ledger_check_append();
         ALTER TABLE entries ENABLE ALWAYS TRIGGER entries_00_append;
         """#
+
+    /// Decisions leave the general request-id index: the unique index of migration 3 already finds
+    /// a request's decision (``Ledger/latest(kind:requestID:)`` asks it with the kind spelled out),
+    /// so a decision, most of the rows, now updates one request-id index instead of two. Refusals,
+    /// executions and overrides keep theirs.
+    static let v5 = """
+        DROP INDEX entries_request_id;
+        CREATE INDEX entries_request_id_other_kinds ON entries (request_id, kind, idx DESC)
+            WHERE request_id IS NOT NULL AND kind <> 'decision';
+        """
 
     /// The unique index behind ``LedgerError/Code/exists``.
     static let oneDecisionPerRequest = "entries_one_decision_per_request"
