@@ -216,17 +216,9 @@ public final class Ledger: Sendable {
     public func latest(kind: EntryKind, requestID: String) async throws -> StoredEntry? {
         let what = "looking up request \(requestID)"
         if kind == .decision {
-            let statement = DecisionOfRequestStatement(requestID: requestID)
-            return try await read(what) { c, l in
-                for try await entry in try await c.execute(statement, logger: l) { return entry }
-                return nil
-            }
+            return try await firstRow(what, DecisionOfRequestStatement(requestID: requestID))
         }
-        let statement = LatestEntryStatement(requestID: requestID, kind: kind.rawValue)
-        return try await read(what) { c, l in
-            for try await entry in try await c.execute(statement, logger: l) { return entry }
-            return nil
-        }
+        return try await firstRow(what, LatestEntryStatement(requestID: requestID, kind: kind.rawValue))
     }
 
     /// The entry at `index`.
@@ -364,6 +356,14 @@ public final class Ledger: Sendable {
     }
 
     // MARK: Helpers
+
+    /// The first row of a prepared statement, if any, read as ``read(_:_:)`` reads.
+    private func firstRow<S: PostgresPreparedStatement>(_ what: String, _ statement: S) async throws -> S.Row? where S.Row: Sendable {
+        try await read(what) { c, l in
+            for try await row in try await c.execute(statement, logger: l) { return row }
+            return nil
+        }
+    }
 
     /// Runs `body` on a pooled connection with the deadline of ``Options/timeout``, mapping errors.
     ///
