@@ -79,10 +79,8 @@ public final class TestTokens: @unchecked Sendable {
     /// in the same token through different signers (the product generates through one custodian,
     /// one operation at a time).
     public static func generateKey(on signer: TokenSigner, algorithm: KeyAlgorithm = .ecdsaP256) async throws -> TokenKey {
-        try await generation.run { try await signer.generateKey(algorithm: algorithm) }
+        try await Turns.shared.inTurn("key generation") { try await signer.generateKey(algorithm: algorithm) }
     }
-
-    private static let generation = OneAtATime()
 
     public func folderPath(_ label: String) -> String { tokenDir + "/" + folders[label]! }
 }
@@ -98,23 +96,6 @@ public final class TestClock: @unchecked Sendable {
     public var clock: KeyCustodian.Clock { { [self] in now } }
 }
 
-/// Runs one body at a time, in arrival order, across suspension points.
-actor OneAtATime {
-    private var busy = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
-
-    func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
-        if busy {
-            await withCheckedContinuation { waiters.append($0) }
-        } else {
-            busy = true
-        }
-        defer {
-            if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
-        }
-        return try await body()
-    }
-}
 
 extension TestTokens {
     /// Runs `body` while no other test of this process uses the token `label`.
@@ -125,38 +106,44 @@ extension TestTokens {
     /// other's keys (`CKR_OBJECT_HANDLE_INVALID`), and the signer that sees it re-initialises the
     /// process's one module under every other signer (`CKR_SESSION_HANDLE_INVALID`).
     public static func withExclusiveUse<T>(of label: String, _ body: () async throws -> T) async throws -> T {
-        await TokenUsers.shared.acquire(label)
-        do {
-            let result = try await body()
-            await TokenUsers.shared.release(label)
-            return result
-        } catch {
-            await TokenUsers.shared.release(label)
-            throw error
-        }
+        try await Turns.shared.inTurn("token " + label, body)
     }
 }
 
-/// Who uses which test token now, and who waits for it, in arrival order.
-actor TokenUsers {
-    static let shared = TokenUsers()
+/// Bodies that take turns by key: one at a time per key, in arrival order, across suspension points.
+actor Turns {
+    static let shared = Turns()
+    /// For each key in use, who waits for it.
     private var waiting: [String: [CheckedContinuation<Void, Never>]] = [:]
 
-    func acquire(_ label: String) async {
-        guard waiting[label] != nil else {
-            waiting[label] = []
-            return
+    /// Runs `body` when no other body holds `key`.
+    nonisolated func inTurn<T>(_ key: String, _ body: () async throws -> T) async throws -> T {
+        await acquire(key)
+        do {
+            let result = try await body()
+            await release(key)
+            return result
+        } catch {
+            await release(key)
+            throw error
         }
-        await withCheckedContinuation { waiting[label]!.append($0) }
     }
 
-    func release(_ label: String) {
-        guard var queue = waiting[label], !queue.isEmpty else {
-            waiting[label] = nil
+    private func acquire(_ key: String) async {
+        guard waiting[key] != nil else {
+            waiting[key] = []
+            return
+        }
+        await withCheckedContinuation { waiting[key]!.append($0) }
+    }
+
+    private func release(_ key: String) {
+        guard var queue = waiting[key], !queue.isEmpty else {
+            waiting[key] = nil
             return
         }
         let next = queue.removeFirst()
-        waiting[label] = queue
-        next.resume()  // the token passes straight to the next user
+        waiting[key] = queue
+        next.resume()  // the key passes straight to the next body
     }
 }
