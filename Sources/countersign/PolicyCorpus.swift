@@ -1,6 +1,7 @@
 import ArgumentParser
 import CountersignPolicy
 import CountersignRandom
+import CountersignVerify
 import Foundation
 
 /// `countersign plan corpus` (hidden): evaluates a deterministic corpus of plans (the fixtures
@@ -527,7 +528,7 @@ struct PolicyCorpus {
                 }
                 line("  summary \(d.summary.debugDescription)")
                 line("  planned \(d.plannedChanges.map { "\($0.address)=\($0.action)" })")
-                line("  sha plan=\(hex(d.planSHA256)) request=\(hex(d.userRequestSHA256)) policy=\(hex(d.policySHA256)) id=\(d.requestID)")
+                line("  sha plan=\(Hex.encode(d.planSHA256)) request=\(Hex.encode(d.userRequestSHA256)) policy=\(Hex.encode(d.policySHA256)) id=\(d.requestID)")
             } catch {
                 line("error \(PolicyCorpus.Dump.describe(error))")
             }
@@ -538,7 +539,5 @@ struct PolicyCorpus {
             guard let e = error as? PolicyError else { return "\(type(of: error)) \(error)" }
             return "\(e.code) \(e.message.debugDescription) cause=\(e.cause?.debugDescription ?? "nil") grpc=\(e.grpcStatusName)"
         }
-
-        func hex(_ b: [UInt8]) -> String { b.map { String(format: "%02x", $0) }.joined() }
     }
 }
