@@ -27,7 +27,9 @@ actor BatchWriter {
     /// Callers in the last batch (to let them rejoin the next one).
     private var lastBatchCallers = 0
     private var running = false
-    private var connection: PostgresConnection?
+    /// The writer's connection. Not actor state: a batch's database work runs in a task of its own,
+    /// which may outlive the batch's deadline (see ``write(_:)``).
+    private let connection = ConnectionSlot()
     /// The right edge of the tree as committed; `nil` when it must be read again from the database.
     private var tree: CompactRange?
     /// Epoch of the lease this writer holds; `nil` before ``setEpoch(_:)``.
@@ -76,10 +78,7 @@ actor BatchWriter {
         defer {
             running = false
             for p in queue.stop() { p.continuation.resume(throwing: LedgerError.unavailable("the ledger writer has stopped")) }
-            if let c = connection {
-                connection = nil
-                Task { try? await c.close() }
-            }
+            connection.close()
         }
         let queue = self.queue
         while !Task.isCancelled {
@@ -135,85 +134,83 @@ actor BatchWriter {
                 tree = nil
             }
             for p in batch { p.continuation.resume(throwing: e) }
-            if e.code == .unavailable, let c = connection {
-                connection = nil
-                try? await c.close()
-            }
+            if e.code == .unavailable { connection.close() }
             return e
         }
     }
 
-    private func ensureConnection() async throws -> PostgresConnection {
-        if let c = connection, !c.isClosed { return c }
-        let db = database, t = timeout, l = logger, loop = eventLoop
-        let c = try await Database.connect(db, .writer, timeout: t, logger: l, on: loop)
-        connection = c
-        return c
-    }
-
     /// Writes one batch in one statement (its own transaction); returns the first index.
+    ///
+    /// Everything that touches the database (connecting, reading the tree head when it is not
+    /// cached, the append) runs under one deadline that does not wait for it
+    /// (``bounded(_:timeout:from:deadlines:onTimeout:_:)``): a database that dies in the middle can
+    /// leave a query waiting for ever, and the batch's callers must not wait with it. The deadline
+    /// closes the connection; whatever the abandoned work does later changes no state of the
+    /// writer but the connection slot, and the cached tree is dropped with the failure.
     private func write(_ entries: [LedgerEntry]) async throws -> UInt64 {
         guard let epoch else {
             throw LedgerError(.leaseLost, "this node holds no lease: acquire one before appending")
         }
-        let connection = try await ensureConnection()
-        let t = timeout
-        var range: CompactRange
-        if let tree {
-            range = tree
-        } else {
-            let l = logger
-            range = try await withDeadline(t, "reading the tree head", onTimeout: { connection.closeNow() }) {
-                try await TreeStore.loadRightEdge(connection, logger: l)
+        let slot = connection, cached = tree, database = self.database, timeout = self.timeout
+        let logger = self.logger, loop = eventLoop
+        let (first, range) = try await bounded("appending \(entries.count) entries", timeout: timeout, deadlines: deadlines,
+                                               onTimeout: { slot.close() }) {
+            let connection: PostgresConnection
+            if let open = slot.open {
+                connection = open
+            } else {
+                connection = try await Database.connect(database, .writer, timeout: timeout, logger: logger, on: loop)
+                slot.set(connection)
             }
-        }
-        let first = range.size
-        var idx: [Int64] = [], kinds: [String] = [], types: [String] = [], statements: [ByteBuffer] = []
-        var signatures: [ByteBuffer] = [], keyIDs: [String] = [], agents: [String] = [], owners: [String] = []
-        var requestIDs: [String] = [], fingerprints: [ByteBuffer] = [], leaves: [ByteBuffer] = []
-        var nodeLast: [Int64] = [], nodeLevel: [Int16] = [], nodeHash: [ByteBuffer] = []
-        idx.reserveCapacity(entries.count)
-        for e in entries {
-            let leaf = Merkle.leafHash(bytes: e.statement.payload)
-            idx.append(Int64(range.size))
-            kinds.append(e.kind.rawValue)
-            types.append(e.statement.payloadType)
-            statements.append(ByteBuffer(bytes: e.statement.payload))
-            signatures.append(ByteBuffer(bytes: e.statement.signature))
-            keyIDs.append(e.statement.keyID)
-            agents.append(e.agent)
-            owners.append(e.owner)
-            requestIDs.append(e.requestID ?? "")
-            fingerprints.append(ByteBuffer(bytes: e.fingerprint ?? []))
-            leaves.append(ByteBuffer(bytes: leaf))
-            let leafIndex = range.size
-            for node in range.append(leafHash: leaf) {
-                nodeLast.append(Int64(leafIndex))
-                nodeLevel.append(Int16(node.level))
-                nodeHash.append(ByteBuffer(bytes: node.hash))
+            var range: CompactRange
+            if let cached {
+                range = cached
+            } else {
+                range = try await TreeStore.loadRightEdge(connection, logger: logger)
             }
-        }
-        let statement = AppendStatement(epoch: Int64(epoch), idx: idx, kinds: kinds, types: types, statements: statements,
-                                        signatures: signatures, keyIDs: keyIDs, agents: agents, owners: owners,
-                                        requestIDs: requestIDs, fingerprints: fingerprints, leaves: leaves,
-                                        nodeLast: nodeLast, nodeLevel: nodeLevel, nodeHash: nodeHash)
-        // The deadline closes the connection (which fails the query): no timer or task of its own.
-        let deadline = deadlines.arm(.now + t) { connection.closeNow() }
-        defer { deadlines.disarm(deadline) }
-        var count: Int64 = -1
-        do {
+            let first = range.size
+            let statement = AppendStatement(epoch: Int64(epoch), entries: entries, range: &range)
+            var count: Int64 = -1
             for try await (e, _) in try await connection.execute(statement, logger: logger) { count = e }
-        } catch {
-            if connection.isClosed {
-                throw LedgerError.unavailable("appending \(entries.count) entries: no answer from the database within \(t)", cause: error)
+            guard count == Int64(entries.count) else {
+                throw LedgerError(.corrupt, "append wrote \(count) rows for \(entries.count) entries")
             }
-            throw error
-        }
-        guard count == Int64(entries.count) else {
-            throw LedgerError(.corrupt, "append wrote \(count) rows for \(entries.count) entries")
+            return (first, range)
         }
         tree = range
         return first
+    }
+}
+
+/// The writer's connection, behind a lock.
+final class ConnectionSlot: @unchecked Sendable {
+    private let lock = NSLock()
+    private var connection: PostgresConnection?
+
+    /// The connection, unless there is none or it has closed.
+    var open: PostgresConnection? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let c = connection, !c.isClosed else { return nil }
+        return c
+    }
+
+    /// Keeps `c`, closing the connection it replaces.
+    func set(_ c: PostgresConnection) {
+        lock.lock()
+        let old = connection
+        connection = c
+        lock.unlock()
+        if let old, old !== c { old.closeNow() }
+    }
+
+    /// Closes the connection, if any, without waiting.
+    func close() {
+        lock.lock()
+        let c = connection
+        connection = nil
+        lock.unlock()
+        c?.closeNow()
     }
 }
 
@@ -249,9 +246,37 @@ struct AppendStatement: PostgresPreparedStatement {
     typealias Row = (Int64, Int64)
 
     var epoch: Int64
-    var idx: [Int64], kinds: [String], types: [String], statements: [ByteBuffer], signatures: [ByteBuffer]
-    var keyIDs: [String], agents: [String], owners: [String], requestIDs: [String], fingerprints: [ByteBuffer], leaves: [ByteBuffer]
-    var nodeLast: [Int64], nodeLevel: [Int16], nodeHash: [ByteBuffer]
+    var idx: [Int64] = [], kinds: [String] = [], types: [String] = [], statements: [ByteBuffer] = [], signatures: [ByteBuffer] = []
+    var keyIDs: [String] = [], agents: [String] = [], owners: [String] = [], requestIDs: [String] = []
+    var fingerprints: [ByteBuffer] = [], leaves: [ByteBuffer] = []
+    var nodeLast: [Int64] = [], nodeLevel: [Int16] = [], nodeHash: [ByteBuffer] = []
+
+    /// The append of `entries` at the end of `range`, which it extends by them (their leaves, and
+    /// the complete subtrees they close, whose hashes the statement stores).
+    init(epoch: Int64, entries: [LedgerEntry], range: inout CompactRange) {
+        self.epoch = epoch
+        idx.reserveCapacity(entries.count)
+        for e in entries {
+            let leaf = Merkle.leafHash(bytes: e.statement.payload)
+            idx.append(Int64(range.size))
+            kinds.append(e.kind.rawValue)
+            types.append(e.statement.payloadType)
+            statements.append(ByteBuffer(bytes: e.statement.payload))
+            signatures.append(ByteBuffer(bytes: e.statement.signature))
+            keyIDs.append(e.statement.keyID)
+            agents.append(e.agent)
+            owners.append(e.owner)
+            requestIDs.append(e.requestID ?? "")
+            fingerprints.append(ByteBuffer(bytes: e.fingerprint ?? []))
+            leaves.append(ByteBuffer(bytes: leaf))
+            let leafIndex = range.size
+            for node in range.append(leafHash: leaf) {
+                nodeLast.append(Int64(leafIndex))
+                nodeLevel.append(Int16(node.level))
+                nodeHash.append(ByteBuffer(bytes: node.hash))
+            }
+        }
+    }
 
     func makeBindings() throws -> PostgresBindings {
         var b = PostgresBindings(capacity: 15)

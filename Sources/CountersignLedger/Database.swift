@@ -45,8 +45,17 @@ enum Database {
             config = .init(host: host, port: port, username: user, password: password, database: settings.database, tls: .disable)
         }
         config.options.connectTimeout = .milliseconds(Int64(connectTimeout.milliseconds))
-        config.options.additionalStartupParameters = [("application_name", "countersign-ledger")]
+        config.options.additionalStartupParameters = sessionSettings(statementTimeout: connectTimeout * 2)
         return config
+    }
+
+    /// The session's settings, sent with the startup message (PostgreSQL takes any setting there),
+    /// so that a new connection needs no round trip of its own for them: its name in
+    /// `pg_stat_activity`, synchronous commit on (an appended entry is on disk before its caller
+    /// hears of it), and a server-side statement timeout.
+    static func sessionSettings(statementTimeout: Duration) -> [(String, String)] {
+        [("application_name", "countersign-ledger"), ("synchronous_commit", "on"),
+         ("statement_timeout", "\(statementTimeout.milliseconds)")]
     }
 
     static func clientConfiguration(_ settings: DatabaseSettings, _ role: DatabaseRole, connectTimeout: Duration, maxConnections: Int) throws -> PostgresClient.Configuration {
@@ -60,22 +69,18 @@ enum Database {
         }
         config.options.connectTimeout = connectTimeout
         config.options.maximumConnections = maxConnections
-        config.options.additionalStartupParameters = [("application_name", "countersign-ledger")]
+        config.options.additionalStartupParameters = sessionSettings(statementTimeout: connectTimeout * 2)
         return config
     }
 
-    /// Opens one connection, with a timeout, and sets the session up: synchronous commit on and
-    /// a server-side statement timeout.
+    /// Opens one connection, with a timeout that covers authentication, and the settings of
+    /// ``sessionSettings(statementTimeout:)``.
     static func connect(_ settings: DatabaseSettings, _ role: DatabaseRole, timeout: Duration, logger: Logger,
                         on eventLoop: (any EventLoop)? = nil) async throws -> PostgresConnection {
         let config = try connectionConfiguration(settings, role, connectTimeout: timeout)
         do {
             let loop = eventLoop ?? PostgresConnection.defaultEventLoopGroup.any()
-            let connection = try await PostgresConnection.connect(on: loop, configuration: config, id: nextID(), logger: logger)
-            let ms = timeout.milliseconds * 2
-            try await connection.query("SET synchronous_commit TO on", logger: logger)
-            try await connection.query(PostgresQuery(unsafeSQL: "SET statement_timeout TO \(ms)"), logger: logger)
-            return connection
+            return try await PostgresConnection.connect(on: loop, configuration: config, id: nextID(), logger: logger)
         } catch {
             throw map(error, "cannot connect to the ledger database as \(role.rawValue)")
         }
@@ -150,27 +155,51 @@ extension Duration {
     }
 }
 
-/// Runs `operation` with a deadline. On timeout, `onTimeout` runs (e.g. closes the connection so
-/// that the operation fails) and a ``LedgerError`` with code `unavailable` is thrown.
-func withDeadline<T: Sendable>(
-    _ timeout: Duration, _ what: String,
+/// Runs `operation` in a task of its own and returns its outcome, unless the deadline
+/// (`start + timeout`) passes first: then `onTimeout` runs (it closes the connection, so that the
+/// operation fails and lets go of what it holds) and this throws `unavailable` at once.
+///
+/// It never waits for the operation after the deadline, and that is the point. A query written to
+/// a PostgresNIO connection whose channel has just closed never completes: the channel's handlers
+/// are already gone from its pipeline, so nothing fails the query's promise (postgres-nio's fix,
+/// #487, was reverted in #501), and closing the closed connection again does nothing. A deadline
+/// that waited for the operation to end waited with it, for ever: the ledger writer stopped on a
+/// database restart, and the node with it.
+///
+/// With `deadlines`, the ledger's reaper checks the deadline (arming it costs a lock); without,
+/// a timer task does.
+func bounded<T: Sendable>(
+    _ what: String, timeout: Duration, from start: ContinuousClock.Instant = .now, deadlines: Deadlines? = nil,
     onTimeout: @escaping @Sendable () -> Void = {},
     _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await operation() }
-        group.addTask {
-            try? await Task.sleep(for: timeout)
-            return nil
+    let race = Race<T>()
+    let task = Task {
+        do {
+            race.finish(.success(try await operation()))
+        } catch {
+            race.finish(.failure(error))
         }
-        defer { group.cancelAll() }
-        while let next = try await group.next() {
-            if let value = next { return value }
-            if Task.isCancelled { break }
+    }
+    let expire: @Sendable () -> Void = {
+        if race.finish(.failure(LedgerError.unavailable("\(what): no answer from the database within \(timeout)"))) {
             onTimeout()
-            throw LedgerError.unavailable("\(what): no answer from the database within \(timeout)")
+            task.cancel()
         }
-        throw LedgerError.unavailable("\(what): cancelled")
+    }
+    let armed = deadlines?.arm(start + timeout, expire)
+    let timer = deadlines == nil ? Task {
+        try? await Task.sleep(until: start + timeout, clock: .continuous)
+        if !Task.isCancelled { expire() }
+    } : nil
+    defer {
+        if let armed { deadlines?.disarm(armed) }
+        timer?.cancel()
+    }
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { race.start($0) }
+    } onCancel: {
+        if race.finish(.failure(LedgerError.unavailable("\(what): cancelled"))) { task.cancel() }
     }
 }
 
@@ -261,9 +290,10 @@ extension ByteBuffer {
 }
 
 extension PostgresConnection {
-    /// Closes the connection without waiting (fails whatever is in flight on it).
+    /// Closes the connection without waiting (fails whatever is in flight on it). The connection
+    /// lives until it has closed, even when nothing else holds it any more.
     func closeNow() {
         let future: EventLoopFuture<Void> = self.close()
-        _ = future
+        future.whenComplete { _ in withExtendedLifetime(self) {} }
     }
 }

@@ -367,10 +367,10 @@ public final class Ledger: Sendable {
 
     /// Runs `body` on a pooled connection with the deadline of ``Options/timeout``, mapping errors.
     ///
-    /// The operation runs in a task of its own and the caller waits for whichever comes first: its
-    /// result, or the deadline (checked by the reaper of ``run()``), which cancels it (a lease
-    /// still waiting for a connection ends; a query already sent finishes in the background and
-    /// gives its connection back).
+    /// The operation runs in a task of its own (``bounded(_:timeout:from:deadlines:onTimeout:_:)``)
+    /// and the caller waits for whichever comes first: its result, or the deadline (checked by the
+    /// reaper of ``run()``), which cancels it (a lease still waiting for a connection ends; a query
+    /// already sent finishes in the background and gives its connection back).
     func read<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T {
         let client = self.client, logger = self.logger, timeout = options.timeout
         let start = ContinuousClock.now
@@ -380,23 +380,9 @@ public final class Ledger: Sendable {
             }
             try await Task.sleep(for: .milliseconds(1))
         }
-        let race = Race<T>()
-        let task = Task {
-            do {
-                race.finish(.success(try await client.withConnection { c in try await body(c, logger) }))
-            } catch {
-                race.finish(.failure(error))
-            }
-        }
-        let deadline = deadlines.arm(start + timeout) {
-            if race.finish(.failure(LedgerError.unavailable("\(what): no answer from the database within \(timeout)"))) { task.cancel() }
-        }
-        defer { deadlines.disarm(deadline) }
         do {
-            return try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { race.start($0) }
-            } onCancel: {
-                if race.finish(.failure(LedgerError.unavailable("\(what): cancelled"))) { task.cancel() }
+            return try await bounded(what, timeout: timeout, from: start, deadlines: deadlines) {
+                try await client.withConnection { c in try await body(c, logger) }
             }
         } catch {
             throw Database.map(error, what)

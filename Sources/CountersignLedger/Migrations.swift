@@ -15,7 +15,7 @@ extension Ledger {
         let migrations = Schema.migrations(writer: writer, reader: reader)
         let connection = try await Database.connect(database, .owner, timeout: timeout, logger: logger)
         do {
-            let applied = try await withDeadline(timeout, "migrating", onTimeout: { connection.closeNow() }) {
+            let applied = try await bounded("migrating", timeout: timeout, onTimeout: { connection.closeNow() }) {
                 try await connection.query("SELECT pg_advisory_lock(7406251)", logger: logger)
                 try await connection.query(PostgresQuery(unsafeSQL: Schema.createMigrationsTable), logger: logger)
                 var have = Set<Int>()

@@ -309,6 +309,118 @@ import Testing
         }
     }
 
+    /// A query written to a connection whose channel has closed is never answered by PostgresNIO
+    /// (nothing fails its promise once the channel's handlers are gone). ``bounded`` ends it at its
+    /// deadline all the same, and runs the timeout's clean-up once.
+    @Test(.timeLimit(.minutes(1))) func aQueryOnAConnectionClosedUnderItEndsAtItsDeadline() async throws {
+        try await TestDatabase.withFresh { db in
+            let c = try await Database.connect(db.settings, .writer, timeout: .seconds(5), logger: TestEnvironment.logger)
+            var backend: Int32 = 0
+            for try await (pid,) in try await c.query("SELECT pg_backend_pid()", logger: TestEnvironment.logger).decode((Int32,).self) {
+                backend = pid
+            }
+            try await db.superuser("SELECT pg_terminate_backend(\(backend))")
+            try await c.closeFuture.get()
+            try await Task.sleep(for: .milliseconds(50))  // the channel's handlers leave its pipeline
+            let timeouts = Counter()
+            let start = ContinuousClock.now
+            await #expect(throws: (any Error).self) {
+                try await bounded("a query on a closed connection", timeout: .milliseconds(300), onTimeout: { _ = timeouts.next() }) {
+                    try await c.query("SELECT 1", logger: TestEnvironment.logger)
+                }
+            }
+            #expect(ContinuousClock.now - start < .milliseconds(1500))
+            // 2 when the deadline ended it (always, with PostgresNIO 1.33.2), 1 if PostgresNIO failed it first.
+            #expect(timeouts.next() <= 2)
+        }
+    }
+
+    /// ``bounded`` does not wait for an operation that ignores cancellation: the caller has its
+    /// `unavailable` at the deadline (with the ledger's reaper, and with a timer of its own).
+    @Test(.timeLimit(.minutes(1))) func aBoundedOperationThatNeverEndsFailsAtItsDeadline() async throws {
+        let stuck = Stuck()
+        let deadlines = Deadlines()
+        let reaper = Task { await deadlines.run(every: .milliseconds(10)) }
+        defer { reaper.cancel(); stuck.release() }
+        for reaped in [false, true] {
+            let timeouts = Counter()
+            let start = ContinuousClock.now
+            await #expect {
+                try await bounded("waiting", timeout: .milliseconds(200), deadlines: reaped ? deadlines : nil,
+                                  onTimeout: { _ = timeouts.next() }) { await stuck.wait() }
+            } throws: { ($0 as? LedgerError)?.code == .unavailable }
+            let elapsed = ContinuousClock.now - start
+            #expect(elapsed >= .milliseconds(200) && elapsed < .milliseconds(1000))
+            #expect(timeouts.next() == 2)  // the deadline's clean-up ran exactly once
+        }
+    }
+
+    /// The writer's database connection is killed 40 times while eight callers append:
+    /// every append ends (committed, or refused with `unavailable` or `conflict`) within the
+    /// ledger's timeout and a margin, the writer appends again once the killing stops, and the
+    /// ledger verifies with every committed index in it.
+    @Test(.timeLimit(.minutes(1))) func theWriterRecoversWhenItsConnectionIsKilledMidAppend() async throws {
+        try await TokenTestSigner.with { signer in
+            try await TestDatabase.withFresh { db in
+                let ledger = try Ledger(database: db.settings, options: .init(timeout: .seconds(1)), logger: TestEnvironment.logger)
+                try await ledger.withRunning {
+                    try await ledger.acquireLease(holder: "test-node", ttl: .seconds(900))
+                    let killingDone = Flag()
+                    let killer = Task {
+                        for _ in 0..<40 {
+                            try? await db.superuser("""
+                                SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                                WHERE datname = current_database() AND usename = 'countersign_writer' AND pid <> pg_backend_pid()
+                                """)
+                            try? await Task.sleep(for: .milliseconds(Int.random(in: 5...40)))
+                        }
+                        killingDone.set()
+                    }
+                    let outcomes = try await withThrowingTaskGroup(of: [(UInt64?, Duration)].self) { group in
+                        for w in 0..<8 {
+                            group.addTask {
+                                var got: [(UInt64?, Duration)] = []
+                                var n = 0
+                                while !killingDone.isSet {
+                                    n += 1
+                                    let entry = try await signer.entry(w * 100_000 + n)
+                                    let start = ContinuousClock.now
+                                    do {
+                                        got.append((try await ledger.append(entry), ContinuousClock.now - start))
+                                    } catch let e as LedgerError where e.code == .unavailable || e.code == .conflict {
+                                        got.append((nil, ContinuousClock.now - start))
+                                    }
+                                }
+                                return got
+                            }
+                        }
+                        var all: [(UInt64?, Duration)] = []
+                        for try await g in group { all += g }
+                        return all
+                    }
+                    await killer.value
+                    #expect(outcomes.contains { $0.0 == nil }, "no append failed: the killing missed the writer")
+                    let slowest = outcomes.map(\.1).max() ?? .zero
+                    #expect(slowest < .seconds(3), "an append took \(slowest)")
+                    let committed = outcomes.compactMap(\.0)
+                    #expect(Set(committed).count == committed.count)
+                    // Once the database is left alone, appends go through again.
+                    var after: UInt64?
+                    for _ in 0..<50 where after == nil {
+                        after = try? await ledger.append(try await signer.entry(99_999))
+                        if after == nil { try await Task.sleep(for: .milliseconds(100)) }
+                    }
+                    let last = try #require(after)
+                    #expect(committed.allSatisfy { $0 < last })
+                    let report = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted,
+                                                                      origin: "test.local/ledger", logger: TestEnvironment.logger)
+                    #expect(report.problem == nil)
+                    #expect(report.entries == last + 1)
+                }
+            }
+        }
+    }
+
     /// Eight concurrent writers append 10,000 entries each while the checkpointer runs: the indices
     /// are gapless and unique, every checkpoint taken along the way is consistent with the final
     /// tree, and the whole ledger verifies.
@@ -368,5 +480,34 @@ extension TestDatabase {
             out.append(StoredCheckpoint(body: b.bytes, treeSize: UInt64(n), rootHash: r.bytes, payloadType: t, signature: s.bytes, keyID: k, epoch: UInt64(e)))
         }
         return out
+    }
+}
+
+/// An operation that waits until released, and ignores cancellation.
+final class Stuck: @unchecked Sendable {
+    private let lock = NSLock()
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+    private var released = false
+
+    func wait() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            lock.lock()
+            if released {
+                lock.unlock()
+                c.resume()
+                return
+            }
+            waiters.append(c)
+            lock.unlock()
+        }
+    }
+
+    func release() {
+        lock.lock()
+        released = true
+        let w = waiters
+        waiters = []
+        lock.unlock()
+        for c in w { c.resume() }
     }
 }

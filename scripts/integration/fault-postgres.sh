@@ -10,7 +10,7 @@ load=""
 pg() { $PG_CTL "/usr/lib/postgresql/15/bin/pg_ctl -D '$LOCAL/pg/data' $*" >/dev/null; }
 cleanup() {
   [ -n "$load" ] && kill "$load" 2>/dev/null
-  stop_node
+  stop_node || true
   wait 2>/dev/null
   pg status || pg "-l '$LOCAL/pg/log/postgres.log' -w -t 60 start"
   scratch_cleanup
@@ -41,10 +41,10 @@ missing=$(awk -F'\t' 'NR == FNR { row[$1] = $2 "\t" $3; next } !($1 in row) || r
 check "every APPROVED reply has its ledger row with the same statement and index (missing: $missing)" "$([ "$missing" -eq 0 ]; echo $?)"
 
 ok=1
-for _ in $(seq 60); do
+for _ in $(seq 30); do
   rc=0
   "$BIN" plan submit --config "$config" --plan "$ROOT/../shared/fixtures/terraform/public/bridgecrewio_checkov-plan-change-keys.json" \
-    --request "change the database security group rules" --owner maria.lopez@acmetech.example >/dev/null 2>&1 || rc=$?
+    --request "change the database security group rules" --owner maria.lopez@acmetech.example --deadline-ms 3000 >/dev/null 2>&1 || rc=$?
   # 0 APPROVED, 2 ESCALATE, 3 VETO: a signed, ledgered decision either way; 1 is UNAVAILABLE.
   if [ "$rc" -eq 0 ] || [ "$rc" -eq 2 ] || [ "$rc" -eq 3 ]; then ok=0; break; fi
   sleep 0.5
@@ -60,7 +60,9 @@ echo "fault: the load generator when its node goes away"
 "$BIN" bench decisions --config "$config" --connections 4 --seconds 3 >"$work/gone.out" 2>&1 &
 load=$!
 sleep 1
-stop_node
+rc=0
+stop_node || rc=$?
+check "the node stops within 20 s of SIGTERM" "$rc"
 rc=0
 wait "$load" || rc=$?
 load=""

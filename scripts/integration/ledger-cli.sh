@@ -66,7 +66,9 @@ PY
 check "  … which the hand check of docs/ledger.md accepts against the signed checkpoint" "$rc"
 [ "$rc" -eq 0 ] || sed 's/^/    /' "$work/hand.out"
 
-stop_node
+rc=0
+stop_node || rc=$?
+check "the node stops within 20 s of SIGTERM" "$rc"
 check "the node's log has no PostgresNIO run() warning either" "$(no_warning "$work/serve.log")"
 rc=0; "$BIN" ledger verify --config "$config" --trusted-key "$work/first.pem" >"$work/verify.out" 2>&1 || rc=$?
 check "ledger verify" "$rc"

@@ -8,7 +8,8 @@
 #   start_node LOG LEVEL    runs `countersign serve` on $config in the background ($pid), logging
 #                           to LOG at LEVEL, and returns once it can decide (fails fast, printing
 #                           LOG, if it dies; at most 30 s)
-#   stop_node               stops it
+#   stop_node               stops it (SIGTERM); fails, having killed it, if it is still running
+#                           20 s later
 #   scratch_cleanup         stops the node, drops the database, removes $config and $work
 #   check LABEL STATUS      prints "ok" or "FAIL" and counts into $passed and $failed
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -49,15 +50,25 @@ start_node() {
 }
 
 stop_node() {
-  if [ -n "$pid" ]; then
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    pid=""
+  [ -n "$pid" ] || return 0
+  local rc=0
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 200); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "the node did not stop within 20 s of SIGTERM: killed" >&2
+    kill -9 "$pid" 2>/dev/null || true
+    rc=1
   fi
+  wait "$pid" 2>/dev/null || true
+  pid=""
+  return "$rc"
 }
 
 scratch_cleanup() {
-  stop_node
+  stop_node || true
   if [ -n "$db" ]; then
     psql_super -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
   fi
