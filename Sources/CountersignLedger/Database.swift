@@ -290,6 +290,14 @@ extension ByteBuffer {
 }
 
 extension PostgresConnection {
+    /// Runs `body` on this connection under ``bounded(_:timeout:from:deadlines:onTimeout:_:)``:
+    /// at the deadline the connection is closed and `unavailable` thrown, whether or not the
+    /// queries in `body` ever answer. For the long reads of auditors, one bounded step at a time.
+    func within<T: Sendable>(_ timeout: Duration, _ what: String,
+                             _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await bounded(what, timeout: timeout, onTimeout: { self.closeNow() }) { try await body(self) }
+    }
+
     /// Closes the connection without waiting (fails whatever is in flight on it). The connection
     /// lives until it has closed, even when nothing else holds it any more.
     func closeNow() {

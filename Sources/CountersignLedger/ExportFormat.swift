@@ -93,18 +93,7 @@ extension LedgerAudit {
         let connection = try await Database.connect(database, role, timeout: timeout, logger: logger)
         defer { Task { [connection] in try? await connection.close() } }
         do {
-            try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
-            try await connection.query("SET LOCAL statement_timeout TO 0", logger: logger)
-            var total: Int64 = 0
-            for try await (n,) in try await connection.query("SELECT count(*) FROM entries", logger: logger).decode((Int64,).self) { total = n }
-            var checkpoints: [StoredCheckpoint] = []
-            let cps = try await connection.query("""
-                SELECT body, tree_size, root_hash, payload_type, signature, key_id, epoch FROM checkpoints ORDER BY tree_size
-                """, logger: logger)
-            for try await (b, n, r, t, s, k, e) in cps.decode((ByteBuffer, Int64, ByteBuffer, String, ByteBuffer, String, Int64).self) {
-                checkpoints.append(StoredCheckpoint(body: b.bytes, treeSize: UInt64(n), rootHash: r.bytes, payloadType: t,
-                                                    signature: s.bytes, keyID: k, epoch: UInt64(e)))
-            }
+            let (total, checkpoints) = try await beginSnapshot(connection, timeout: timeout, logger: logger)
             var buffer = LedgerExportFormat.header + "\n"
             var cpIndex = 0
             func flushCheckpoints(upTo size: UInt64) {
@@ -117,28 +106,22 @@ extension LedgerAudit {
             var next: Int64 = 0
             var written: UInt64 = 0
             while true {
-                let page = Int64(pageSize)
-                let rows = try await connection.query("""
-                    SELECT \(unescaped: EntryRow.columns) FROM entries WHERE idx >= \(next) ORDER BY idx LIMIT \(page)
-                    """, logger: logger)
-                var any = false
-                for try await row in rows {
-                    let e = try EntryRow.decode(row)
+                let entries = try await fetchEntries(connection, from: next, timeout: timeout, logger: logger)
+                for e in entries {
                     buffer += LedgerExportFormat.line(e)
                     flushCheckpoints(upTo: e.index + 1)
                     next = Int64(e.index) + 1
                     written += 1
-                    any = true
                 }
                 try output.write(contentsOf: Data(buffer.utf8))
                 buffer = ""
                 progress(written, UInt64(max(total, 0)))
-                if !any { break }
+                if entries.isEmpty { break }
             }
             flushCheckpoints(upTo: UInt64.max)
             buffer += "end \(written) \(checkpoints.count)\n"
             try output.write(contentsOf: Data(buffer.utf8))
-            try await connection.query("COMMIT", logger: logger)
+            try await connection.within(timeout, "ending the snapshot") { c in _ = try await c.query("COMMIT", logger: logger) }
             return (written, checkpoints.count)
         } catch {
             throw Database.map(error, "exporting the ledger")
