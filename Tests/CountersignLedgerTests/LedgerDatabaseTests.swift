@@ -356,7 +356,7 @@ import Testing
     }
 
     /// The writer's database connection is killed 40 times while eight callers append:
-    /// every append ends (committed, or refused with `unavailable` or `conflict`) within the
+    /// every append ends (committed, or refused with `unavailable` or `conflict`) within twice the
     /// ledger's timeout and a margin, the writer appends again once the killing stops, and the
     /// ledger verifies with every committed index in it.
     @Test(.timeLimit(.minutes(1))) func theWriterRecoversWhenItsConnectionIsKilledMidAppend() async throws {
@@ -401,7 +401,9 @@ import Testing
                     await killer.value
                     #expect(outcomes.contains { $0.0 == nil }, "no append failed: the killing missed the writer")
                     let slowest = outcomes.map(\.1).max() ?? .zero
-                    #expect(slowest < .seconds(3), "an append took \(slowest)")
+                    // A caller may wait for the batch before its own: two deadlines of 1 s, and a margin
+                    // for a slow, busy machine. The writer before the fix never answered at all.
+                    #expect(slowest < .seconds(5), "an append took \(slowest)")
                     let committed = outcomes.compactMap(\.0)
                     #expect(Set(committed).count == committed.count)
                     // Once the database is left alone, appends go through again.
