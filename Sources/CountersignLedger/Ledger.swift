@@ -334,6 +334,8 @@ public final class Ledger: Sendable {
     private func runCheckpointer() async {
         let interval = Duration.milliseconds(max(10, settings.checkpointIntervalMs))
         var lastSize: UInt64 = 0
+        /// The epoch whose holder has checkpointed what it found when it took the lease.
+        var caughtUp: UInt64?
         await withTaskGroup(of: Void.self) { group in
             group.addTask { [checkpointWake] in
                 while !Task.isCancelled {
@@ -343,10 +345,19 @@ public final class Ledger: Sendable {
             }
             for await _ in checkpointRequests {
                 if Task.isCancelled { break }
-                guard let tree = await writer.committedTree, tree.size > lastSize else { continue }
+                guard let epoch = await writer.epoch else { continue }  // only the lease holder signs them
+                if let tree = await writer.committedTree {
+                    guard tree.size > lastSize else { continue }
+                } else {
+                    // The lease is new and nothing has been appended under it: the entries of the
+                    // previous holder (or of this node before a restart) that no checkpoint covers
+                    // yet are checkpointed now, once (checkpoint() reads the tree from the database).
+                    guard epoch != caughtUp else { continue }
+                }
                 do {
                     let cp = try await checkpoint()
                     lastSize = cp.treeSize
+                    caughtUp = epoch
                 } catch {
                     logger.warning("checkpoint failed", metadata: ["cs.error": "\(String(reflecting: error))"])
                 }

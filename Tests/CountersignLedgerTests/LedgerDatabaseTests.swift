@@ -281,6 +281,36 @@ import Testing
         }
     }
 
+    /// A node that takes the lease checkpoints the entries the previous holder left uncovered,
+    /// without waiting for an append of its own (which, on a quiet ledger, may never come).
+    @Test(.timeLimit(.minutes(1))) func aNewHolderCheckpointsWhatThePreviousOneLeftUncovered() async throws {
+        try await TokenTestSigner.with { signer in
+            try await TestDatabase.withFresh { db in
+                let previous = try Ledger(database: db.settings, logger: TestEnvironment.logger)  // no signer: no checkpoints
+                try await previous.withRunning {
+                    try await previous.acquireLease(holder: "a", ttl: .seconds(60))
+                    for n in 0..<5 { _ = try await previous.append(try await signer.entry(n)) }
+                    try await previous.releaseLease()
+                }
+                let settings = LedgerSettings(origin: "test.local/ledger", checkpointIntervalMs: 50)
+                let next = try Ledger(database: db.settings, settings: settings, signer: signer, logger: TestEnvironment.logger)
+                try await next.withRunning {
+                    try await next.acquireLease(holder: "b", ttl: .seconds(60))
+                    var covered: UInt64 = 0
+                    for _ in 0..<100 where covered < 5 {
+                        try await Task.sleep(for: .milliseconds(50))
+                        covered = (try? await next.getCheckpoint())?.treeSize ?? 0
+                    }
+                    #expect(covered == 5)
+                    let cp = try await next.getCheckpoint()
+                    try signer.trusted.verify(cp.statement)
+                    #expect(cp.rootHash == (try await next.rootHash(treeSize: 5)))
+                    #expect(try await db.checkpoints().count == 1)  // once, not at every tick
+                }
+            }
+        }
+    }
+
     @Test func deadDatabaseGivesAClearErrorQuickly() async throws {
         var settings = TestEnvironment.settings(database: "countersign")
         settings.endpoint = .unixSocket(directory: "/nonexistent-\(UUID())", port: 5432)
