@@ -1,7 +1,7 @@
 import CountersignClient
 import CountersignLedger
 import CountersignPolicy
-import CountersignSigner
+@testable import CountersignSigner
 @testable import CountersignServer
 import CountersignTestSupport
 import CountersignVerify
@@ -237,7 +237,7 @@ import Testing
 /// Breaks the test token on purpose. SoftHSM is one module per process and the signer
 /// re-initialises it to recover, so scripts/test runs this suite in a process of its own.
 @Suite(.serialized) struct TokenOutageTests {
-    /// Take the token away mid-run: the signer reports it (UNAVAILABLE, never an unsigned or
+    /// Take the token away mid-run (its folder gone and its sessions closed): the signer reports it (UNAVAILABLE, never an unsigned or
     /// unledgered approval), and when the token is back, decisions resume without a restart.
     /// (SoftHSM keeps a logged-in token's keys in memory, so the signer may recover before the
     /// folder returns; every approval it then gives must still be signed and ledgered.)
@@ -250,6 +250,9 @@ import Testing
             let folder = TestTokens.shared.folderPath("cs-test-server")
             let away = folder + ".away"
             try FileManager.default.moveItem(atPath: folder, toPath: away)
+            // And the sessions drop, as when an HSM restarts: moving the folder alone is not always
+            // noticed (SoftHSM serves a logged-in token's keys from memory), and then no call fails.
+            stack.signer.closeSessionsBehindTheSignersBack()
             var unavailable = 0
             for i in 0..<20 {
                 var request = honest.request
