@@ -8,7 +8,8 @@ import PostgresNIO
 
 /// The single writer of a ``Ledger``: appends enter a queue; one loop drains it in batches (many
 /// statements in one INSERT statement, in arrival order), commits with synchronous commit on, and
-/// only then completes each caller with its index. It owns one database connection and the right
+/// only then (the commit confirmed: ``PostgresConnection/confirmCommitted(logger:)``) completes
+/// each caller with its index. It owns one database connection and the right
 /// edge of the Merkle tree, so that the subtree hashes each batch completes are written in the
 /// same statement as its entries.
 ///
@@ -175,6 +176,7 @@ actor BatchWriter {
             guard count == Int64(entries.count) else {
                 throw LedgerError(.corrupt, "append wrote \(count) rows for \(entries.count) entries")
             }
+            try await connection.confirmCommitted(logger: logger)
             return (first, range)
         }
         tree = range

@@ -298,10 +298,33 @@ extension PostgresConnection {
         try await bounded(what, timeout: timeout, onTimeout: { self.closeNow() }) { try await body(self) }
     }
 
+    /// Returns once the statement this connection ran last has committed, or throws.
+    ///
+    /// PostgresNIO ends a query at its CommandComplete, but in the extended query protocol an
+    /// implicit transaction commits later, at the Sync that follows (PostgreSQL's
+    /// `finish_xact_command`): a backend killed in between, or a deferred check that fails at
+    /// commit, rolls back a write whose query had already "succeeded". PostgresNIO sends a
+    /// connection's next query only after the ReadyForQuery that ends the last one, and closes the
+    /// connection on an error that arrives after CommandComplete, so a round trip that succeeds
+    /// proves the commit. Every write whose success is reported on (appends, the lease,
+    /// checkpoints) ends with this.
+    func confirmCommitted(logger: Logger) async throws {
+        for try await _ in try await execute(CommitConfirmation(), logger: logger) {}
+    }
+
     /// Closes the connection without waiting (fails whatever is in flight on it). The connection
     /// lives until it has closed, even when nothing else holds it any more.
     func closeNow() {
         let future: EventLoopFuture<Void> = self.close()
         future.whenComplete { _ in withExtendedLifetime(self) {} }
     }
+}
+
+/// The round trip of ``PostgresConnection/confirmCommitted(logger:)``: prepared once per connection.
+struct CommitConfirmation: PostgresPreparedStatement {
+    static let sql = "SELECT 1"
+    typealias Row = Int32
+
+    func makeBindings() throws -> PostgresBindings { PostgresBindings() }
+    func decodeRow(_ row: PostgresRow) throws -> Int32 { try row.decode(Int32.self) }
 }

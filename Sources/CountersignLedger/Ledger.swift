@@ -133,7 +133,7 @@ public final class Ledger: Sendable {
     @discardableResult
     public func acquireLease(holder: String, ttl: Duration) async throws -> Lease {
         let ms = Double(ttl.milliseconds)
-        let lease: Lease? = try await read("acquiring the lease") { c, l in
+        let lease: Lease? = try await write("acquiring the lease") { c, l in
             let rows = try await c.query("""
                 UPDATE lease SET holder = \(holder), epoch = epoch + 1,
                                  expires_at = now() + \(ms) * interval '1 millisecond'
@@ -160,7 +160,7 @@ public final class Ledger: Sendable {
         guard let epoch = await writer.epoch else { throw LedgerError(.leaseLost, "no lease to renew") }
         let ms = Double(ttl.milliseconds)
         let ep = Int64(epoch)
-        let lease: Lease? = try await read("renewing the lease") { c, l in
+        let lease: Lease? = try await write("renewing the lease") { c, l in
             let rows = try await c.query("""
                 UPDATE lease SET expires_at = now() + \(ms) * interval '1 millisecond'
                 WHERE id = 1 AND epoch = \(ep) AND expires_at > now()
@@ -184,7 +184,7 @@ public final class Ledger: Sendable {
         guard let epoch = await writer.epoch else { return }
         await writer.setEpoch(nil)
         let ep = Int64(epoch)
-        try await read("releasing the lease") { c, l in
+        try await write("releasing the lease") { c, l in
             try await c.query("UPDATE lease SET expires_at = now() WHERE id = 1 AND epoch = \(ep) AND expires_at > now()", logger: l)
         }
     }
@@ -318,7 +318,7 @@ public final class Ledger: Sendable {
         let n = Int64(head.size), ep = Int64(epoch)
         let body = ByteBuffer(bytes: stored.body), root = ByteBuffer(bytes: stored.rootHash), sig = ByteBuffer(bytes: stored.signature)
         let ptype = stored.payloadType, kid = stored.keyID
-        try await read("storing a checkpoint") { c, l in
+        try await write("storing a checkpoint") { c, l in
             try await c.query("""
                 INSERT INTO checkpoints (tree_size, root_hash, body, payload_type, signature, key_id, epoch)
                 VALUES (\(n), \(root), \(body), \(ptype), \(sig), \(kid), \(ep))
@@ -373,6 +373,17 @@ public final class Ledger: Sendable {
         try await read(what) { c, l in
             for try await row in try await c.execute(statement, logger: l) { return row }
             return nil
+        }
+    }
+
+    /// ``read(_:_:)`` for statements that change the database: returns only once they have
+    /// committed (``PostgresConnection/confirmCommitted(logger:)``).
+    @discardableResult
+    func write<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T {
+        try await read(what) { c, l in
+            let result = try await body(c, l)
+            try await c.confirmCommitted(logger: l)
+            return result
         }
     }
 

@@ -453,6 +453,46 @@ import Testing
         }
     }
 
+    /// An append whose transaction fails at COMMIT is not reported as appended. PostgresNIO ends a
+    /// query at its CommandComplete, before the Sync at which the implicit transaction commits; a
+    /// deferred constraint trigger fails exactly there (as a backend killed at that moment does,
+    /// which the test above once caught as two callers told the same index). Before the writer
+    /// confirmed its commits, this append returned index 1 for a row that was never written.
+    @Test(.timeLimit(.minutes(1))) func anAppendThatFailsAtCommitIsNotReported() async throws {
+        try await TokenTestSigner.with { signer in
+            try await TestDatabase.withFresh { db in
+                try await db.superuser(statements: ["""
+                    CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN
+                        IF NEW.request_id = 'refused-at-commit' THEN RAISE EXCEPTION 'refused at commit'; END IF;
+                        RETURN NULL;
+                    END $$
+                    """, """
+                    CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON entries
+                        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()
+                    """])
+                let ledger = try Ledger(database: db.settings, options: .init(timeout: .seconds(2)), logger: TestEnvironment.logger)
+                try await ledger.withRunning {
+                    try await ledger.acquireLease(holder: "test-node", ttl: .seconds(900))
+                    #expect(try await ledger.append(try await signer.entry(0)) == 0)
+                    // Refused when PostgresNIO closes the connection on the late error, or, when
+                    // the confirmation was written as it closed (which PostgresNIO never answers),
+                    // at the deadline.
+                    await #expect {
+                        try await ledger.append(try await signer.entry(1, requestID: "refused-at-commit"))
+                    } throws: { ($0 as? LedgerError)?.code == .unavailable }
+                    #expect(try await ledger.size() == 1)
+                    // The writer goes on from what was committed.
+                    #expect(try await ledger.append(try await signer.entry(2)) == 1)
+                    let report = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted,
+                                                                      origin: "test.local/ledger", logger: TestEnvironment.logger)
+                    #expect(report.problem == nil)
+                    #expect(report.entries == 2)
+                }
+            }
+        }
+    }
+
     /// Eight concurrent writers append 10,000 entries each while the checkpointer runs: the indices
     /// are gapless and unique, every checkpoint taken along the way is consistent with the final
     /// tree, and the whole ledger verifies.

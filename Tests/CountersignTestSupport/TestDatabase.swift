@@ -82,6 +82,12 @@ public struct TestDatabase: Sendable {
 
     /// Runs `;`-separated statements as the superuser (in this database, or in `database`).
     public func superuser(database: String? = nil, _ sql: String) async throws {
+        try await superuser(database: database, statements: sql.split(separator: ";").map(String.init))
+    }
+
+    /// Runs `statements` in order as the superuser (for statements with `;` inside, such as a
+    /// function's body).
+    public func superuser(database: String? = nil, statements: [String]) async throws {
         let password = try SecretSource.file("\(TestEnvironment.secrets)/pg-superuser-password").read()
         var config = PostgresConnection.Configuration(
             unixSocketPath: "\(TestEnvironment.socketDir)/.s.PGSQL.\(TestEnvironment.port)",
@@ -89,8 +95,8 @@ public struct TestDatabase: Sendable {
         config.options.connectTimeout = .seconds(10)
         let connection = try await PostgresConnection.connect(configuration: config, id: 1, logger: TestEnvironment.logger)
         do {
-            for s in sql.split(separator: ";") where !s.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-                try await connection.query(PostgresQuery(unsafeSQL: String(s)), logger: TestEnvironment.logger)
+            for s in statements where !s.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                try await connection.query(PostgresQuery(unsafeSQL: s), logger: TestEnvironment.logger)
             }
             try await connection.close()
         } catch {
