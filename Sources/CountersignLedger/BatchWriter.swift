@@ -8,7 +8,7 @@ import PostgresNIO
 
 /// The single writer of a ``Ledger``: appends enter a queue; one loop drains it in batches (many
 /// statements in one INSERT statement, in arrival order), commits with synchronous commit on, and
-/// only then (the commit confirmed: ``PostgresConnection/confirmCommitted(logger:)``) completes
+/// only then (the commit confirmed: ``PostgresConnection/executeCommitted(_:logger:)``) completes
 /// each caller with its index. It owns one database connection and the right
 /// edge of the Merkle tree, so that the subtree hashes each batch completes are written in the
 /// same statement as its entries.
@@ -171,12 +171,10 @@ actor BatchWriter {
             }
             let first = range.size
             let statement = AppendStatement(epoch: Int64(epoch), entries: entries, range: &range)
-            var count: Int64 = -1
-            for try await (e, _) in try await connection.execute(statement, logger: logger) { count = e }
-            guard count == Int64(entries.count) else {
-                throw LedgerError(.corrupt, "append wrote \(count) rows for \(entries.count) entries")
+            let rows = try await connection.executeCommitted(statement, logger: logger)
+            guard rows.count == 1, rows[0].0 == Int64(entries.count) else {
+                throw LedgerError(.corrupt, "append wrote \(rows.first?.0 ?? -1) rows for \(entries.count) entries")
             }
-            try await connection.confirmCommitted(logger: logger)
             return (first, range)
         }
         tree = range
