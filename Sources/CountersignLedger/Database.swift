@@ -167,14 +167,17 @@ extension Duration {
 /// database restart, and the node with it.
 ///
 /// With `deadlines`, the ledger's reaper checks the deadline (arming it costs a lock); without,
-/// a timer task does.
+/// a timer task does. The operation's task starts on the caller's thread (`Task.immediate`) and
+/// runs there up to its first suspension, normally its first write to the database, instead of
+/// waiting for a thread of Swift's executor: measured here, a lone writer's appends 0.26–0.27 →
+/// 0.28–0.32 of pgbench's commits, eight writers' 0.49–0.56 → 0.53–0.60.
 func bounded<T: Sendable>(
     _ what: String, timeout: Duration, from start: ContinuousClock.Instant = .now, deadlines: Deadlines? = nil,
     onTimeout: @escaping @Sendable () -> Void = {},
     _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     let race = Race<T>()
-    let task = Task {
+    let task = Task.immediate {
         do {
             race.finish(.success(try await operation()))
         } catch {
