@@ -309,30 +309,10 @@ extension PostgresConnection {
     /// commit, rolls back a write whose query had already "succeeded". PostgresNIO sends a
     /// connection's next query only after the ReadyForQuery that ends the last one, and closes the
     /// connection on an error that arrives after CommandComplete, so a round trip that succeeds
-    /// proves the commit. Every write whose success is reported on (appends, the lease,
-    /// checkpoints) ends with this.
+    /// proves the commit. The lease and checkpoint writes end with this (``Ledger/write(_:_:)``);
+    /// the writer's appends check their last row instead (``PostgresConnection/append(_:logger:)``).
     func confirmCommitted(logger: Logger) async throws {
         for try await _ in try await execute(CommitConfirmation(), logger: logger) {}
-    }
-
-    /// Runs the prepared `statement` and returns its rows once its transaction has committed
-    /// (``confirmCommitted(logger:)``), without a round trip of this task for the confirmation:
-    /// both queries are written to the channel before either answer is awaited (`Task.immediate`
-    /// runs up to its first suspension, which comes after its write), so PostgresNIO sends the
-    /// confirmation as soon as the statement's ReadyForQuery arrives. Measured here, awaiting the
-    /// confirmation after the statement cost a third of a lone writer's appends per second.
-    func executeCommitted<S: PostgresPreparedStatement & Sendable>(_ statement: S, logger: Logger) async throws -> [S.Row]
-    where S.Row: Sendable {
-        let connection = self
-        let rows = Task.immediate { () async throws -> [S.Row] in
-            var out: [S.Row] = []
-            for try await row in try await connection.execute(statement, logger: logger) { out.append(row) }
-            return out
-        }
-        let confirmation = Task.immediate { try await connection.confirmCommitted(logger: logger) }
-        let result = try await rows.value
-        try await confirmation.value
-        return result
     }
 
     /// Closes the connection without waiting (fails whatever is in flight on it). The connection
