@@ -23,6 +23,12 @@ CK_RV cs_p11_load(const char *path, void **handle, CK_FUNCTION_LIST_PTR *functio
         dlclose(h);
         return rv;
     }
+    if (cs_p11_gate(*functions, functions) != CKR_OK) {
+        snprintf(error, error_len, "this process already uses another PKCS#11 module; one per process");
+        *functions = NULL;
+        dlclose(h);
+        return CKR_GENERAL_ERROR;
+    }
     *handle = h;
     return CKR_OK;
 }

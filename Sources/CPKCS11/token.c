@@ -7,7 +7,9 @@ CK_RV cs_p11_initialize(CK_FUNCTION_LIST_PTR f) {
     CK_C_INITIALIZE_ARGS args;
     memset(&args, 0, sizeof args);
     args.flags = CKF_OS_LOCKING_OK;
-    return f->C_Initialize(&args);
+    CK_RV rv = f->C_Initialize(&args);
+    if (rv == CKR_OK || rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) cs_p11_register_exit_gate();
+    return rv;
 }
 
 CK_RV cs_p11_find_slot(CK_FUNCTION_LIST_PTR f, const char *label, CK_SLOT_ID *slot) {

@@ -26,6 +26,7 @@ struct BenchSign: AsyncParsableCommand {
     @Option(help: "ecdsa-p256, rsa-pss-4096 or all.") var algorithm: String = "all"
     @Option(help: "Thread (session) counts to measure, comma separated.") var threads: String = "1,2"
     @Option(help: "Alternating raw/Swift rounds per line; the best of each is shown.") var rounds: Int = 3
+    @Flag(help: .hidden) var exitWhileSigning = false
 
     func run() async throws {
         let configuration = try CountersignConfiguration.load(path: try config.resolvedPath())
@@ -57,6 +58,7 @@ struct BenchSign: AsyncParsableCommand {
                 // Warm up, and check that the signatures verify.
                 let check = try await signer.sign(payloadType: PayloadType.decision, payload: [1, 2, 3], keyID: key.keyID)
                 try VerificationKey(spkiDER: key.spkiDER).verify(check)
+                if exitWhileSigning { await Self.exitWhileSigning(signer: signer, keyID: key.keyID) }
 
                 // Alternate raw and Swift rounds and keep the best of each: other load on the
                 // machine (builds) then hits both alike. CPU time per signature (user + system, of
@@ -110,6 +112,34 @@ struct BenchSign: AsyncParsableCommand {
         }
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return (Double(total) / elapsed, total)
+    }
+
+    /// The test of the PKCS#11 exit gate (`CPKCS11/gate.c`, `scripts/integration/signer-exit.sh`):
+    /// calls `exit(0)` while callers and the raw C loop are inside the token. Without the gate,
+    /// SoftHSM's and OpenSSL's exit-time teardown runs under their feet and the process crashes
+    /// more often than not; with it, it exits 0.
+    static func exitWhileSigning(signer: TokenSigner, keyID: String) async -> Never {
+        final class Counter: @unchecked Sendable {
+            private let lock = NSLock()
+            private var count = 0
+            func increment() { lock.withLock { count += 1 } }
+            var value: Int { lock.withLock { count } }
+        }
+        let signed = Counter()
+        for c in 0..<32 {
+            Task.detached {
+                var payload = Array("exit test \(c) ".utf8) + [0, 0, 0, 0]
+                while true {
+                    payload[payload.count - 1] &+= 1
+                    _ = try? await signer.sign(payloadType: PayloadType.decision, payload: payload, keyID: keyID)
+                    signed.increment()
+                }
+            }
+        }
+        Task.detached { _ = try? await signer._rawSigningBaseline(keyID: keyID, threads: 2, seconds: 60) }
+        while signed.value < 200 { try? await Task.sleep(nanoseconds: 1_000_000) }
+        print("exiting while signing (\(signed.value) signatures made)")
+        Glibc.exit(0)
     }
 
     /// User + system CPU seconds of this process so far.

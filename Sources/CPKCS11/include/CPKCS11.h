@@ -6,10 +6,20 @@
 // itself is also given -I/usr/include/p11-kit-1 in Package.swift).
 #include "/usr/include/p11-kit-1/p11-kit/pkcs11.h"
 
-/// Loads a PKCS#11 module with dlopen and returns its function list.
+/// Loads a PKCS#11 module with dlopen and returns its function list, behind the exit gate.
 /// Returns CKR_OK, or CKR_GENERAL_ERROR with a message in `error` (at most `error_len` bytes).
 CK_RV cs_p11_load(const char *path, void **handle, CK_FUNCTION_LIST_PTR *functions,
                   char *error, unsigned long error_len);
+
+/// The function list that goes through the exit gate (gate.c): every call the product makes is
+/// counted, and the process never exits while a thread is inside the module. Called by
+/// cs_p11_load; CKR_GENERAL_ERROR if another module is already gated in this process.
+CK_RV cs_p11_gate(CK_FUNCTION_LIST_PTR module, CK_FUNCTION_LIST_PTR *gated_list);
+
+/// Registers the exit handler of the gate (once per process); cs_p11_initialize calls it after the
+/// module's first successful C_Initialize, so that it runs before the module's and OpenSSL's own
+/// exit-time teardown.
+void cs_p11_register_exit_gate(void);
 
 /// dlclose for a handle returned by cs_p11_load.
 void cs_p11_unload(void *handle);
