@@ -141,8 +141,17 @@ static void close_gate(int status, void *unused) {
     (void)real->C_Finalize(NULL);
 }
 
+#if defined(__GLIBC__)
+static void register_handler(void) { on_exit(close_gate, NULL); }
+#else
+// Without glibc's on_exit the handler does not learn the exit status: should a call never return,
+// the process ends with status 1.
+static void close_gate_atexit(void) { close_gate(1, NULL); }
+static void register_handler(void) { atexit(close_gate_atexit); }
+#endif
+
 void cs_p11_register_exit_gate(void) {
     int expected = 0;
     if (!atomic_compare_exchange_strong(&handler_registered, &expected, 1)) return;
-    on_exit(close_gate, NULL);
+    register_handler();
 }
