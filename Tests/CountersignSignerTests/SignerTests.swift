@@ -65,6 +65,31 @@ import Testing
         #expect(try sensitive.get() == [1])
     }
 
+    /// The module is only ever called through the exit gate's function list (`CPKCS11/gate.c`):
+    /// loading it again hands back the same list, the list names itself, and a function the
+    /// product does not call is refused rather than let past the gate. (That the process exits
+    /// cleanly while signatures are under way is `scripts/integration/signer-exit.sh`.)
+    @Test func theModuleIsCalledThroughTheExitGate() throws {
+        let signer = try tokens.signer("cs-test-sign")
+        defer { signer.shutdown() }
+        let module = try PKCS11Module.shared(path: tokens.settings("cs-test-sign").modulePath, softHSM2Conf: nil)
+        let gated = module.functions
+        var handle: UnsafeMutableRawPointer?
+        var again: CK_FUNCTION_LIST_PTR?
+        var error = [CChar](repeating: 0, count: 256)
+        #expect(cs_p11_load(module.path, &handle, &again, &error, UInt(error.count)) == CKR_OK)
+        #expect(again == gated)
+        cs_p11_unload(handle)
+        var listed: CK_FUNCTION_LIST_PTR?
+        #expect(gated.pointee.C_GetFunctionList(&listed) == CKR_OK)
+        #expect(listed == gated)
+        #expect(gated.pointee.C_Encrypt(0, nil, 0, nil, nil) == CKR_FUNCTION_NOT_SUPPORTED)
+        #expect(gated.pointee.C_DigestInit(0, nil) == CKR_FUNCTION_NOT_SUPPORTED)
+        // The gated calls still reach the token.
+        var info = CK_INFO()
+        #expect(gated.pointee.C_GetInfo(&info) == CKR_OK)
+    }
+
     @Test func signsConcurrentlyAndFindsItsKeysAgain() async throws {
         let first = try tokens.signer("cs-test-sign", sessions: 2)
         let key = try await first.generateKey(algorithm: .ecdsaP256)
