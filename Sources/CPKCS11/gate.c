@@ -18,6 +18,7 @@
 //
 // One module per process is gated (PKCS#11 state is process-wide, and the product uses one).
 #include "CPKCS11.h"
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -82,11 +83,19 @@ static CK_RV gated_C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list) {
     return CKR_OK;
 }
 
-/// A function the product does not call: refused rather than let past the gate.
+/// A function the product does not call: refused rather than let past the gate. It stands in for
+/// entries of every signature; with the System V calling convention the caller's arguments are
+/// simply ignored.
 static CK_RV not_supported(void) { return CKR_FUNCTION_NOT_SUPPORTED; }
 
+static pthread_mutex_t setup = PTHREAD_MUTEX_INITIALIZER;
+
 CK_RV cs_p11_gate(CK_FUNCTION_LIST_PTR module, CK_FUNCTION_LIST_PTR *gated_list) {
-    if (real != NULL && real != module) return CKR_GENERAL_ERROR;  // one module per process
+    pthread_mutex_lock(&setup);
+    if (real != NULL && real != module) {
+        pthread_mutex_unlock(&setup);
+        return CKR_GENERAL_ERROR;  // one module per process
+    }
     if (real == NULL) {
         real = module;
         gated = *module;  // the version, and the entries overwritten below
@@ -118,6 +127,7 @@ CK_RV cs_p11_gate(CK_FUNCTION_LIST_PTR module, CK_FUNCTION_LIST_PTR *gated_list)
         g->C_Sign = gated_C_Sign;
         g->C_GenerateKeyPair = gated_C_GenerateKeyPair;
     }
+    pthread_mutex_unlock(&setup);
     *gated_list = &gated;
     return CKR_OK;
 }
