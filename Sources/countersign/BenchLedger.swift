@@ -176,11 +176,4 @@ struct BenchLedger: AsyncParsableCommand {
     func emit(_ name: String, _ value: Double) {
         FileHandle.standardOutput.write(Data(String(format: "%@ %.4f\n", name, value).utf8))
     }
-
-    final class Counter: @unchecked Sendable {
-        private let lock = NSLock()
-        private var v = 0
-        func add(_ n: Int) { lock.lock(); v += n; lock.unlock() }
-        var value: Int { lock.lock(); defer { lock.unlock() }; return v }
-    }
 }

@@ -119,12 +119,6 @@ struct BenchSign: AsyncParsableCommand {
     /// SoftHSM's and OpenSSL's exit-time teardown runs under their feet and the process crashes
     /// more often than not; with it, it exits 0.
     static func exitWhileSigning(signer: TokenSigner, keyID: String) async -> Never {
-        final class Counter: @unchecked Sendable {
-            private let lock = NSLock()
-            private var count = 0
-            func increment() { lock.withLock { count += 1 } }
-            var value: Int { lock.withLock { count } }
-        }
         let signed = Counter()
         for c in 0..<32 {
             Task.detached {
@@ -132,7 +126,7 @@ struct BenchSign: AsyncParsableCommand {
                 while true {
                     payload[payload.count - 1] &+= 1
                     _ = try? await signer.sign(payloadType: PayloadType.decision, payload: payload, keyID: keyID)
-                    signed.increment()
+                    signed.add(1)
                 }
             }
         }
