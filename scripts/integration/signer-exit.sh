@@ -2,9 +2,9 @@
 # A process that exits while its threads are inside the token exits with its own status, never a
 # crash: `countersign bench sign --exit-while-signing` calls exit(0) while 32 callers and two raw C
 # threads sign. Without the exit gate (Sources/CPKCS11/gate.c) SoftHSM's and OpenSSL's exit-time
-# teardown runs under their feet: measured, 6 crashes in 7 runs (one of them hung in the crash
-# handler). Runs 20 times on the dev token; the Swift backtracer is off so that a crash fails its
-# run at once instead of hanging in it.
+# teardown runs under their feet: measured, 19 of these 20 runs crashed (docs/signing.md), and with
+# the Swift backtracer on, a run can hang in the crash handler. Runs 20 times on the dev token; the
+# backtracer is off so that a crash fails its run at once instead of hanging in it.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIN="${COUNTERSIGN_BIN:-$ROOT/.build/debug/countersign}"
