@@ -8,6 +8,7 @@ import PackageDescription
 //   CountersignVerify  pure verification: DSSE PAE, signatures, RFC 6962, checkpoints
 //   CPKCS11            C shim over the system pkcs11.h, loading a module with dlopen
 //   CountersignSigner  PKCS#11 token access, DSSE signing, keyring and rotation
+//   CLibPQ             the system libpq (libpq-dev), for the ledger writer's connection
 //   CountersignLedger  PostgreSQL schema, append, Merkle tree, proofs, verification
 //   CountersignServer  NIO pipeline, mTLS + pins, auth, dispatch, configuration
 //   CountersignClient  async client for orchestrators, approvers, officers and auditors
@@ -97,9 +98,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .systemLibrary(
+            name: "CLibPQ",
+            path: "Sources/CLibPQ"
+        ),
         .target(
             name: "CountersignLedger",
             dependencies: [
+                "CLibPQ",
                 "CountersignConfig",
                 "CountersignWire",
                 "CountersignVerify",

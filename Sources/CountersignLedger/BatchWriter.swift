@@ -3,50 +3,46 @@ import CountersignVerify
 import Foundation
 import Logging
 import Metrics
-import NIOCore
-import PostgresNIO
 
-/// The single writer of a ``Ledger``: appends enter a queue; one loop drains it in batches (many
-/// statements in one INSERT statement, in arrival order), commits with synchronous commit on, and
-/// only then (the commit confirmed: ``PostgresConnection/append(_:logger:)``) completes
-/// each caller with its index. It owns one database connection and the right
+/// The single writer of a ``Ledger``: appends enter a queue; one thread of its own drains it in
+/// batches (many statements in one INSERT statement, in arrival order), commits with synchronous
+/// commit on, and only then completes each caller with its index. It owns one database connection
+/// (``WriterConnection``: libpq, whose answer to a statement comes after its commit) and the right
 /// edge of the Merkle tree, so that the subtree hashes each batch completes are written in the
 /// same statement as its entries.
 ///
-/// Callers do not enter the actor: ``submit(_:)`` puts them in a ``WriteQueue`` under a lock, and
-/// the loop resumes each one straight onto the caller's own executor after COMMIT. The actor is a
-/// default one (the global executor): measured here, that costs fewer thread wake-ups per append
-/// than running it on the connection's event loop, whose jobs every caller then had to cross to.
-/// Each batch's deadline is armed in the ledger's ``Deadlines`` (a lock, no timer).
-actor BatchWriter {
+/// Callers do not wait for the thread: ``submit(_:)`` puts them in a ``WriteQueue`` under a lock,
+/// and the thread resumes each one onto the caller's own executor after COMMIT. The thread blocks
+/// on the queue while it is empty and on the database's socket while a batch is in flight: one
+/// thread wake-up per round trip, none of them queued behind the decisions on Swift's executor.
+/// Every batch has a deadline (``Ledger/Options/timeout``): a database that stops answering fails
+/// the batch's callers with `unavailable` at the deadline, and the next batch connects again.
+final class BatchWriter: @unchecked Sendable {
     private let database: DatabaseSettings
     private let timeout: Duration
     private let batchLimit: Int
     private let logger: Logger
 
     private let queue = WriteQueue()
+
+    /// Lease and tree state, read by other tasks (``Ledger``), under `state`.
+    private let state = NSLock()
+    private var _epoch: UInt64?
+    /// The right edge of the tree as committed; `nil` when it must be read again from the database.
+    private var _tree: CompactRange?
+    /// Bumped when the epoch changes: a batch that started under an older one keeps no tree.
+    private var generation = 0
+    private var started = false
+
+    // The writer thread's own state.
     /// Callers in the last batch (to let them rejoin the next one).
     private var lastBatchCallers = 0
-    private var running = false
-    /// The writer's connection. Not actor state: a batch's database work runs in a task of its own,
-    /// which may outlive the batch's deadline (see ``write(_:)``).
-    private let connection = ConnectionSlot()
-    /// The right edge of the tree as committed; `nil` when it must be read again from the database.
-    private var tree: CompactRange?
-    /// Epoch of the lease this writer holds; `nil` before ``setEpoch(_:)``.
-    private(set) var epoch: UInt64?
-
-    /// The event loop of the writer's connection (and of the group-commit timer).
-    private let eventLoop: any EventLoop
-    /// Where each batch arms its deadline (the ledger's reaper closes the connection when it passes).
-    private let deadlines: Deadlines
+    private var connection: WriterConnection?
 
     /// How long the loop waits for the callers of the last batch to append again (group commit).
-    static let gatherWindow = TimeAmount.microseconds(200)
+    static let gatherWindow = Duration.microseconds(200)
 
-    init(database: DatabaseSettings, timeout: Duration, batchLimit: Int, deadlines: Deadlines, logger: Logger) {
-        self.eventLoop = PostgresConnection.defaultEventLoopGroup.any()
-        self.deadlines = deadlines
+    init(database: DatabaseSettings, timeout: Duration, batchLimit: Int, logger: Logger) {
         self.database = database
         self.timeout = timeout
         self.batchLimit = batchLimit
@@ -55,15 +51,31 @@ actor BatchWriter {
 
     /// A new epoch drops the cached right edge: another holder may have appended in between.
     func setEpoch(_ epoch: UInt64?) {
-        if epoch != self.epoch { tree = nil }
-        self.epoch = epoch
+        state.lock()
+        if epoch != _epoch {
+            _tree = nil
+            generation += 1
+        }
+        _epoch = epoch
+        state.unlock()
+    }
+
+    /// Epoch of the lease this writer holds; `nil` before ``setEpoch(_:)``.
+    var epoch: UInt64? {
+        state.lock()
+        defer { state.unlock() }
+        return _epoch
     }
 
     /// The committed tree size and right edge known to this writer, if any.
-    var committedTree: CompactRange? { tree }
+    var committedTree: CompactRange? {
+        state.lock()
+        defer { state.unlock() }
+        return _tree
+    }
 
     /// Queues `entries` (kept together, in order) and waits for their indices, after COMMIT.
-    nonisolated func submit(_ entries: [LedgerEntry]) async throws -> [UInt64] {
+    func submit(_ entries: [LedgerEntry]) async throws -> [UInt64] {
         guard !entries.isEmpty else { return [] }
         return try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt64], any Error>) in
             if !queue.push(WriteQueue.Pending(entries: entries, continuation: c)) {
@@ -72,53 +84,64 @@ actor BatchWriter {
         }
     }
 
-    /// The loop: runs until the task is cancelled; then fails what is still queued.
+    /// Runs the writer's thread until the task is cancelled; then fails what is still queued. Once
+    /// stopped, a writer does not start again.
     func run() async {
-        guard !running else { return }
-        running = true
-        defer {
-            running = false
-            for p in queue.stop() { p.continuation.resume(throwing: LedgerError.unavailable("the ledger writer has stopped")) }
-            connection.close()
-        }
+        guard claimStart() else { return }
         let queue = self.queue
-        while !Task.isCancelled {
-            await withTaskCancellationHandler {
-                await queue.waitForWork()
-            } onCancel: {
-                queue.wakeWaiter()
-            }
-            if Task.isCancelled { break }
-            // Group commit: the callers whose appends the last batch completed usually append again
-            // at once; wait for them (the loop sleeps; at most gatherWindow) to join this batch
-            // rather than commit a batch of one and leave them for the next.
-            if lastBatchCallers > 1 && queue.callers < lastBatchCallers {
-                let loop = eventLoop, target = lastBatchCallers
-                await withTaskCancellationHandler {
-                    await queue.gather(target: target, within: Self.gatherWindow, on: loop)
-                } onCancel: {
-                    queue.wakeWaiter()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                let thread = Thread { [self] in
+                    loop()
+                    done.resume()
                 }
+                thread.name = "countersign-ledger-writer"
+                thread.start()
+            }
+        } onCancel: {
+            queue.stop()
+        }
+    }
+
+    private func claimStart() -> Bool {
+        state.lock()
+        defer { state.unlock() }
+        let first = !started
+        started = true
+        return first
+    }
+
+    /// The thread's loop: a batch at a time until the queue stops.
+    private func loop() {
+        while queue.waitForWork() {
+            // Group commit: the callers whose appends the last batch completed usually append again
+            // at once; wait for them (at most gatherWindow) to join this batch rather than commit a
+            // batch of one and leave them for the next.
+            if lastBatchCallers > 1 && queue.callers < lastBatchCallers {
+                queue.gather(target: lastBatchCallers, within: Self.gatherWindow)
             }
             let batch = queue.take(limit: batchLimit)
             guard !batch.isEmpty else { continue }
             lastBatchCallers = batch.count
-            if let e = await commit(batch), e.code == .exists, batch.count > 1 {
+            if let e = commit(batch), e.code == .exists, batch.count > 1 {
                 // One caller's decision is already in the ledger, and the whole batch rolled back:
                 // each caller again on its own, so that only that one is refused.
-                for p in batch { await commit([p]) }
+                for p in batch { commit([p]) }
             }
         }
+        for p in queue.drain() { p.continuation.resume(throwing: LedgerError.unavailable("the ledger writer has stopped")) }
+        connection?.close()
+        connection = nil
     }
 
     /// Writes `batch` in one transaction and completes its callers: each with its indices, or all
     /// with the error. Returns the error, if any.
     @discardableResult
-    private func commit(_ batch: [WriteQueue.Pending]) async -> LedgerError? {
+    private func commit(_ batch: [WriteQueue.Pending]) -> LedgerError? {
         do {
             let entries = batch.count == 1 ? batch[0].entries : batch.flatMap(\.entries)
             let started = ContinuousClock.now
-            var next = try await write(entries)
+            var next = try write(entries)
             LedgerMetrics.commit.record(duration: ContinuousClock.now - started)
             LedgerMetrics.batchEntries.record(entries.count)
             for p in batch {
@@ -132,138 +155,55 @@ actor BatchWriter {
             if e.code == .exists && batch.count > 1 { return e }  // the caller retries them one by one
             if e.code != .exists {
                 logger.warning("ledger append failed", metadata: ["cs.error": "\(String(reflecting: e))"])
-                tree = nil
+                dropTree()
             }
             for p in batch { p.continuation.resume(throwing: e) }
-            if e.code == .unavailable { connection.close() }
+            if e.code == .unavailable {
+                connection?.close()
+                connection = nil
+            }
             return e
         }
     }
 
-    /// Writes one batch in one statement (its own transaction); returns the first index.
-    ///
-    /// Everything that touches the database (connecting, reading the tree head when it is not
-    /// cached, the append) runs under one deadline that does not wait for it
-    /// (``bounded(_:timeout:from:deadlines:onTimeout:_:)``): a database that dies in the middle can
-    /// leave a query waiting for ever, and the batch's callers must not wait with it. The deadline
-    /// closes the connection; whatever the abandoned work does later changes no state of the
-    /// writer but the connection slot, and the cached tree is dropped with the failure.
-    private func write(_ entries: [LedgerEntry]) async throws -> UInt64 {
+    /// Writes one batch in one statement (its own transaction); returns the first index once it
+    /// has committed. Connecting, reading the tree head when it is not cached, and the append share
+    /// one deadline.
+    private func write(_ entries: [LedgerEntry]) throws -> UInt64 {
+        state.lock()
+        let epoch = _epoch, cached = _tree, generation = self.generation
+        state.unlock()
         guard let epoch else {
             throw LedgerError(.leaseLost, "this node holds no lease: acquire one before appending")
         }
-        let slot = connection, cached = tree, database = self.database, timeout = self.timeout
-        let logger = self.logger, loop = eventLoop
-        let (first, range) = try await bounded("appending \(entries.count) entries", timeout: timeout, deadlines: deadlines,
-                                               onTimeout: { slot.close() }) {
-            let connection: PostgresConnection
-            if let open = slot.open {
-                connection = open
-            } else {
-                connection = try await Database.connect(database, .writer, timeout: timeout, logger: logger, on: loop)
-                slot.set(connection)
-            }
-            var range: CompactRange
-            if let cached {
-                range = cached
-            } else {
-                range = try await TreeStore.loadRightEdge(connection, logger: logger)
-            }
-            let first = range.size
-            let statement = AppendStatement(epoch: Int64(epoch), entries: entries, range: &range)
-            try await connection.append(statement, logger: logger)
-            return (first, range)
+        let deadline = ContinuousClock.now + timeout
+        let connection: WriterConnection
+        if let open = self.connection, open.isOpen {
+            connection = open
+        } else {
+            self.connection?.close()
+            self.connection = nil
+            connection = try WriterConnection.open(database, timeout: timeout, deadline: deadline)
+            self.connection = connection
         }
-        tree = range
+        var range = try cached ?? TreeStore.loadRightEdge(connection, timeout: timeout, deadline: deadline)
+        let first = range.size
+        let statement = AppendStatement(epoch: Int64(epoch), entries: entries, range: &range)
+        let what = "appending \(entries.count) entries"
+        let rows = try connection.execute(AppendStatement.prepared, statement.parameters, what: what, timeout: timeout, deadline: deadline)
+        guard let count = rows.first.flatMap({ PGBinary.decodeInt8($0.first ?? nil) }), count == Int64(entries.count) else {
+            throw LedgerError(.corrupt, "append wrote \(rows.first.map { "\($0)" } ?? "no") rows for \(entries.count) entries")
+        }
+        state.lock()
+        if self.generation == generation { _tree = range }
+        state.unlock()
         return first
     }
-}
 
-extension PostgresConnection {
-    /// Runs `statement` and returns once its rows are committed, or throws.
-    ///
-    /// PostgresNIO ends a query at its CommandComplete, but in the extended query protocol an
-    /// implicit transaction commits later, at the Sync that follows: a backend killed in between,
-    /// or a check deferred to commit, rolls back rows whose query had "succeeded". So the append is
-    /// followed by a read of its last entry's leaf hash on the same connection, which finds it
-    /// only once it has committed. The read is written to the channel right behind the append,
-    /// before either answer is awaited (`Task.immediate` runs up to its first suspension, which
-    /// comes after its write), so that PostgresNIO sends it on the append's ReadyForQuery without
-    /// a round trip of this task: awaited after the append, a confirmation cost a third of a lone
-    /// writer's appends per second. Should the read ever go first, it finds nothing and is made
-    /// again after the append: the outcome rests on the row being there, not on that order.
-    func append(_ statement: AppendStatement, logger: Logger) async throws {
-        guard let last = statement.idx.last, let leaf = statement.leaves.last else { return }
-        let connection = self, check = CommittedLeafStatement(index: last)
-        let appended = Task.immediate { () async throws -> Int64 in
-            var count: Int64 = -1
-            for try await (e, _) in try await connection.execute(statement, logger: logger) { count = e }
-            return count
-        }
-        let early = Task.immediate { try await connection.committedLeaf(check, logger: logger) }
-        let count = try await appended.value
-        guard count == Int64(statement.idx.count) else {
-            throw LedgerError(.corrupt, "append wrote \(count) rows for \(statement.idx.count) entries")
-        }
-        var found = try await early.value
-        if found == nil { found = try await committedLeaf(check, logger: logger) }
-        guard found == leaf else {
-            throw LedgerError.unavailable("appending entries up to \(last): the database answered, but the entries did not commit")
-        }
-    }
-
-    private func committedLeaf(_ check: CommittedLeafStatement, logger: Logger) async throws -> ByteBuffer? {
-        for try await leaf in try await execute(check, logger: logger) { return leaf }
-        return nil
-    }
-}
-
-/// The leaf hash of the entry at `index`, as the connection sees it: the check that an append
-/// committed (``PostgresConnection/append(_:logger:)``).
-struct CommittedLeafStatement: PostgresPreparedStatement {
-    static let sql = "SELECT leaf_hash FROM entries WHERE idx = $1"
-    typealias Row = ByteBuffer
-
-    var index: Int64
-
-    func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 1)
-        b.append(index)
-        return b
-    }
-
-    func decodeRow(_ row: PostgresRow) throws -> ByteBuffer { try row.decode(ByteBuffer.self) }
-}
-
-/// The writer's connection, behind a lock.
-final class ConnectionSlot: @unchecked Sendable {
-    private let lock = NSLock()
-    private var connection: PostgresConnection?
-
-    /// The connection, unless there is none or it has closed.
-    var open: PostgresConnection? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard let c = connection, !c.isClosed else { return nil }
-        return c
-    }
-
-    /// Keeps `c`, closing the connection it replaces.
-    func set(_ c: PostgresConnection) {
-        lock.lock()
-        let old = connection
-        connection = c
-        lock.unlock()
-        if let old, old !== c { old.closeNow() }
-    }
-
-    /// Closes the connection, if any, without waiting.
-    func close() {
-        lock.lock()
-        let c = connection
-        connection = nil
-        lock.unlock()
-        c?.closeNow()
+    private func dropTree() {
+        state.lock()
+        _tree = nil
+        state.unlock()
     }
 }
 
@@ -276,8 +216,9 @@ enum LedgerMetrics {
 /// The append of one batch: one statement (so one transaction), prepared once per connection.
 /// Entries are inserted in index order, so that the table's rows follow the log; the append
 /// trigger (migration 4) checks the whole statement's rows once, after they are in. The subtree
-/// hashes the batch completes are inserted by the same statement.
-struct AppendStatement: PostgresPreparedStatement {
+/// hashes the batch completes are inserted by the same statement. Its parameters are arrays in
+/// PostgreSQL's binary format, one per column.
+struct AppendStatement {
     static let sql = """
         WITH e AS (
             INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner,
@@ -296,113 +237,93 @@ struct AppendStatement: PostgresPreparedStatement {
         )
         SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM n)
         """
-    typealias Row = (Int64, Int64)
+    static let prepared = WriterConnection.Prepared(name: "countersign_append", sql: sql)
 
-    var epoch: Int64
-    var idx: [Int64] = [], kinds: [String] = [], types: [String] = [], statements: [ByteBuffer] = [], signatures: [ByteBuffer] = []
-    var keyIDs: [String] = [], agents: [String] = [], owners: [String] = [], requestIDs: [String] = []
-    var fingerprints: [ByteBuffer] = [], leaves: [ByteBuffer] = []
-    var nodeLast: [Int64] = [], nodeLevel: [Int16] = [], nodeHash: [ByteBuffer] = []
+    /// The parameters $1…$15.
+    let parameters: [[UInt8]]
 
     /// The append of `entries` at the end of `range`, which it extends by them (their leaves, and
     /// the complete subtrees they close, whose hashes the statement stores).
     init(epoch: Int64, entries: [LedgerEntry], range: inout CompactRange) {
-        self.epoch = epoch
-        idx.reserveCapacity(entries.count)
+        let n = entries.count
+        var idx = PGBinary.Array1D(oid: PGBinary.int8, capacity: 12 * n)
+        var kinds = PGBinary.Array1D(oid: PGBinary.text, capacity: 16 * n)
+        var types = PGBinary.Array1D(oid: PGBinary.text, capacity: 64 * n)
+        var statements = PGBinary.Array1D(oid: PGBinary.bytea, capacity: entries.reduce(0) { $0 + 4 + $1.statement.payload.count })
+        var signatures = PGBinary.Array1D(oid: PGBinary.bytea, capacity: 80 * n)
+        var keyIDs = PGBinary.Array1D(oid: PGBinary.text, capacity: 40 * n)
+        var agents = PGBinary.Array1D(oid: PGBinary.text, capacity: 32 * n)
+        var owners = PGBinary.Array1D(oid: PGBinary.text, capacity: 32 * n)
+        var requestIDs = PGBinary.Array1D(oid: PGBinary.text, capacity: 48 * n)
+        var fingerprints = PGBinary.Array1D(oid: PGBinary.bytea, capacity: 36 * n)
+        var leafHashes = PGBinary.Array1D(oid: PGBinary.bytea, capacity: 36 * n)
+        var nodeLast = PGBinary.Array1D(oid: PGBinary.int8, capacity: 12 * n)
+        var nodeLevel = PGBinary.Array1D(oid: PGBinary.int2, capacity: 6 * n)
+        var nodeHash = PGBinary.Array1D(oid: PGBinary.bytea, capacity: 36 * n)
         for e in entries {
             let leaf = Merkle.leafHash(bytes: e.statement.payload)
-            idx.append(Int64(range.size))
+            let leafIndex = range.size
+            idx.append(int8: Int64(leafIndex))
             kinds.append(e.kind.rawValue)
             types.append(e.statement.payloadType)
-            statements.append(ByteBuffer(bytes: e.statement.payload))
-            signatures.append(ByteBuffer(bytes: e.statement.signature))
+            statements.append(e.statement.payload)
+            signatures.append(e.statement.signature)
             keyIDs.append(e.statement.keyID)
             agents.append(e.agent)
             owners.append(e.owner)
             requestIDs.append(e.requestID ?? "")
-            fingerprints.append(ByteBuffer(bytes: e.fingerprint ?? []))
-            leaves.append(ByteBuffer(bytes: leaf))
-            let leafIndex = range.size
+            fingerprints.append(e.fingerprint ?? [])
+            leafHashes.append(leaf)
             for node in range.append(leafHash: leaf) {
-                nodeLast.append(Int64(leafIndex))
-                nodeLevel.append(Int16(node.level))
-                nodeHash.append(ByteBuffer(bytes: node.hash))
+                nodeLast.append(int8: Int64(leafIndex))
+                nodeLevel.append(int2: Int16(node.level))
+                nodeHash.append(node.hash)
             }
         }
-    }
-
-    func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 15)
-        b.append(epoch)
-        b.append(idx)
-        b.append(kinds)
-        b.append(types)
-        b.append(statements)
-        b.append(signatures)
-        b.append(keyIDs)
-        b.append(agents)
-        b.append(owners)
-        b.append(requestIDs)
-        b.append(fingerprints)
-        b.append(leaves)
-        b.append(nodeLast)
-        b.append(nodeLevel)
-        b.append(nodeHash)
-        return b
-    }
-
-    func decodeRow(_ row: PostgresRow) throws -> Row {
-        try row.decode(Row.self)
+        parameters = [PGBinary.int8(epoch), idx.bytes, kinds.bytes, types.bytes, statements.bytes, signatures.bytes, keyIDs.bytes,
+                      agents.bytes, owners.bytes, requestIDs.bytes, fingerprints.bytes, leafHashes.bytes,
+                      nodeLast.bytes, nodeLevel.bytes, nodeHash.bytes]
     }
 }
 
-/// The appends waiting for the writer, behind a lock: callers add to it from any thread without
-/// entering the writer's actor; the writer's loop sleeps on it when it is empty, and while it
-/// gathers a batch.
+/// The appends waiting for the writer, behind a lock: callers add to it from any thread; the
+/// writer's thread sleeps on it (a condition variable) while it is empty, and while it gathers a
+/// batch.
 final class WriteQueue: @unchecked Sendable {
     struct Pending {
         var entries: [LedgerEntry]
         var continuation: CheckedContinuation<[UInt64], any Error>
     }
 
-    private let lock = NSLock()
+    private let condition = NSCondition()
     private var items: [Pending] = []
     private var head = 0
     private var stopped = false
-    /// The writer's loop, asleep until there is work (or, with a target, until that many callers wait).
-    private var waiter: CheckedContinuation<Void, Never>?
-    private var waiterTarget = 1
-    private var generation = 0
+    /// Whether the writer sleeps, and for how many waiting callers it wants to be woken.
+    private var sleeping = false
+    private var wakeAt = 1
 
     /// Callers waiting.
     var callers: Int {
-        lock.lock()
-        defer { lock.unlock() }
+        condition.lock()
+        defer { condition.unlock() }
         return items.count - head
     }
 
     /// Adds a caller; `false` once the writer has stopped.
     func push(_ p: Pending) -> Bool {
-        lock.lock()
-        guard !stopped else {
-            lock.unlock()
-            return false
-        }
+        condition.lock()
+        defer { condition.unlock() }
+        guard !stopped else { return false }
         items.append(p)
-        var wake: CheckedContinuation<Void, Never>?
-        if let w = waiter, items.count - head >= waiterTarget {
-            waiter = nil
-            wake = w
-        }
-        lock.unlock()
-        wake?.resume()
+        if sleeping && items.count - head >= wakeAt { condition.signal() }
         return true
     }
 
     /// Takes the waiting callers in order, up to `limit` entries (at least one caller).
     func take(limit: Int) -> [Pending] {
-        lock.lock()
-        defer { lock.unlock() }
+        condition.lock()
+        defer { condition.unlock() }
         var batch: [Pending] = []
         var count = 0
         while head < items.count, batch.isEmpty || count + items[head].entries.count <= limit {
@@ -420,65 +341,48 @@ final class WriteQueue: @unchecked Sendable {
         return batch
     }
 
-    /// Returns when a caller waits (at once if one does), or when woken by ``wakeWaiter()``.
-    func waitForWork() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            lock.lock()
-            if items.count > head || Task.isCancelled {
-                lock.unlock()
-                c.resume()
-                return
-            }
-            waiter = c
-            waiterTarget = 1
-            generation += 1
-            lock.unlock()
+    /// Blocks until a caller waits (returns `true`, at once if one does) or the queue stops (`false`).
+    func waitForWork() -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.count == head && !stopped {
+            wakeAt = 1
+            sleeping = true
+            condition.wait()
+            sleeping = false
+        }
+        return !stopped
+    }
+
+    /// Blocks until `target` callers wait, or for at most `window`, or until the queue stops.
+    func gather(target: Int, within window: Duration) {
+        let until = Date(timeIntervalSinceNow: Double(window.components.attoseconds) / 1e18 + Double(window.components.seconds))
+        condition.lock()
+        defer { condition.unlock() }
+        while items.count - head < target && !stopped {
+            wakeAt = target
+            sleeping = true
+            let signalled = condition.wait(until: until)
+            sleeping = false
+            if !signalled { break }
         }
     }
 
-    /// Returns when `target` callers wait, or after `window` (a timer on `loop`), or when woken.
-    func gather(target: Int, within window: TimeAmount, on loop: any EventLoop) async {
-        var timer: Scheduled<Void>?
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            lock.lock()
-            if items.count - head >= target || Task.isCancelled {
-                lock.unlock()
-                c.resume()
-                return
-            }
-            waiter = c
-            waiterTarget = target
-            generation += 1
-            let mine = generation
-            lock.unlock()
-            timer = loop.scheduleTask(in: window) { [self] in self.wakeWaiter(generation: mine) }
-        }
-        timer?.cancel()
-    }
-
-    /// Wakes the sleeping loop, if any (cancellation, timer).
-    func wakeWaiter(generation expected: Int? = nil) {
-        lock.lock()
-        var wake: CheckedContinuation<Void, Never>?
-        if let w = waiter, expected == nil || expected == generation {
-            waiter = nil
-            wake = w
-        }
-        lock.unlock()
-        wake?.resume()
-    }
-
-    /// Refuses further callers; returns those still waiting (to be failed).
-    func stop() -> [Pending] {
-        lock.lock()
+    /// Refuses further callers and wakes the writer, which then fails those still waiting (``drain()``).
+    func stop() {
+        condition.lock()
         stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Removes and returns the callers still waiting.
+    func drain() -> [Pending] {
+        condition.lock()
+        defer { condition.unlock() }
         let rest = Array(items[head...])
         items = []
         head = 0
-        let w = waiter
-        waiter = nil
-        lock.unlock()
-        w?.resume()
         return rest
     }
 }

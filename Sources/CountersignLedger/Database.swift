@@ -92,32 +92,36 @@ enum Database {
     /// Maps a PostgreSQL or connection error to a ``LedgerError``.
     static func map(_ error: any Error, _ context: String, file: String = #fileID, line: Int = #line) -> LedgerError {
         if let e = error as? LedgerError { return e }
-        if let p = error as? PSQLError {
-            if let state = p.serverInfo?[.sqlState] {
-                let msg = p.serverInfo?[.message] ?? ""
-                switch state {
-                case "CS001", "CS002":
-                    return LedgerError(.staleEpoch, "\(context): \(msg)", cause: error, file: file, line: line)
-                case "23505" where p.serverInfo?[.constraintName] == Schema.oneDecisionPerRequest:
-                    return LedgerError(.exists, "\(context): the ledger already holds a decision for this request id", cause: error, file: file, line: line)
-                case "CS003", "23505":
-                    return LedgerError(.conflict, "\(context): another writer appended at the same time", cause: error, file: file, line: line)
-                case "42P01", "42883":
-                    return LedgerError(.schema, "\(context): the ledger schema is missing; run `countersign ledger migrate`", cause: error, file: file, line: line)
-                case "57014":
-                    return LedgerError(.unavailable, "\(context): the database statement timed out", cause: error, file: file, line: line)
-                case "42501":
-                    return LedgerError(.invalidArgument, "\(context): permission denied: \(msg)", cause: error, file: file, line: line)
-                default:
-                    if state.hasPrefix("08") || state.hasPrefix("53") || state.hasPrefix("57") || state.hasPrefix("58") {
-                        return LedgerError(.unavailable, "\(context): database unavailable (\(state))", cause: error, file: file, line: line)
-                    }
-                    return LedgerError(.unavailable, "\(context): database error \(state)", cause: error, file: file, line: line)
-                }
-            }
-            return LedgerError(.unavailable, "\(context): database unavailable", cause: error, file: file, line: line)
+        if let p = error as? PSQLError, let state = p.serverInfo?[.sqlState] {
+            return map(sqlState: state, message: p.serverInfo?[.message] ?? "", constraint: p.serverInfo?[.constraintName],
+                       context, cause: error, file: file, line: line)
         }
         return LedgerError(.unavailable, "\(context): database unavailable", cause: error, file: file, line: line)
+    }
+
+    /// Maps an error that PostgreSQL reported (its SQLSTATE, message and constraint name, from
+    /// PostgresNIO or libpq) to a ``LedgerError``: the one mapping of server errors in the ledger.
+    static func map(sqlState state: String, message msg: String, constraint: String?, _ context: String, cause: (any Error)? = nil,
+                    file: String = #fileID, line: Int = #line) -> LedgerError {
+        switch state {
+        case "CS001", "CS002":
+            return LedgerError(.staleEpoch, "\(context): \(msg)", cause: cause, file: file, line: line)
+        case "23505" where constraint == Schema.oneDecisionPerRequest:
+            return LedgerError(.exists, "\(context): the ledger already holds a decision for this request id", cause: cause, file: file, line: line)
+        case "CS003", "23505":
+            return LedgerError(.conflict, "\(context): another writer appended at the same time", cause: cause, file: file, line: line)
+        case "42P01", "42883":
+            return LedgerError(.schema, "\(context): the ledger schema is missing; run `countersign ledger migrate`", cause: cause, file: file, line: line)
+        case "57014":
+            return LedgerError(.unavailable, "\(context): the database statement timed out", cause: cause, file: file, line: line)
+        case "42501":
+            return LedgerError(.invalidArgument, "\(context): permission denied: \(msg)", cause: cause, file: file, line: line)
+        default:
+            if state.hasPrefix("08") || state.hasPrefix("53") || state.hasPrefix("57") || state.hasPrefix("58") {
+                return LedgerError(.unavailable, "\(context): database unavailable (\(state))", cause: cause, file: file, line: line)
+            }
+            return LedgerError(.unavailable, "\(context): database error \(state)", cause: cause, file: file, line: line)
+        }
     }
 }
 
@@ -310,7 +314,7 @@ extension PostgresConnection {
     /// connection's next query only after the ReadyForQuery that ends the last one, and closes the
     /// connection on an error that arrives after CommandComplete, so a round trip that succeeds
     /// proves the commit. The lease and checkpoint writes end with this (``Ledger/write(_:_:)``);
-    /// the writer's appends check their last row instead (``PostgresConnection/append(_:logger:)``).
+    /// the writer's appends are on libpq, whose answer comes after the commit (``WriterConnection``).
     func confirmCommitted(logger: Logger) async throws {
         for try await _ in try await execute(CommitConfirmation(), logger: logger) {}
     }

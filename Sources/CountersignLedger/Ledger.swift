@@ -71,7 +71,7 @@ public final class Ledger: Sendable {
         self.signer = signer
         let config = try Database.clientConfiguration(database, role, connectTimeout: options.timeout, maxConnections: options.readConnections)
         self.client = PostgresClient(configuration: config, backgroundLogger: logger)
-        self.writer = BatchWriter(database: database, timeout: options.timeout, batchLimit: options.batchLimit, deadlines: deadlines, logger: logger)
+        self.writer = BatchWriter(database: database, timeout: options.timeout, batchLimit: options.batchLimit, logger: logger)
         (self.checkpointRequests, self.checkpointWake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -87,9 +87,8 @@ public final class Ledger: Sendable {
             }
             group.addTask { await self.deadlines.run(every: .milliseconds(50)) }
             if role == .writer {
-                // High priority: the writer's turns (between a batch's COMMIT and the next
-                // batch) must not queue behind the callers' own work on the shared executor.
-                group.addTask(priority: .high) { await self.writer.run() }
+                // The writer runs on a thread of its own (BatchWriter); this task waits for it.
+                group.addTask { await self.writer.run() }
                 if signer != nil {
                     group.addTask { await self.runCheckpointer() }
                 }
@@ -149,7 +148,7 @@ public final class Ledger: Sendable {
             let current = try await currentLease()
             throw LedgerError(.leaseLost, "the lease is held by \(current.holder) (epoch \(current.epoch)) until \(current.expiresAt)")
         }
-        await writer.setEpoch(lease.epoch)
+        writer.setEpoch(lease.epoch)
         return lease
     }
 
@@ -157,7 +156,7 @@ public final class Ledger: Sendable {
     /// - Throws: ``LedgerError`` `leaseLost` when the lease is no longer this node's (appends stop).
     @discardableResult
     public func renewLease(ttl: Duration) async throws -> Lease {
-        guard let epoch = await writer.epoch else { throw LedgerError(.leaseLost, "no lease to renew") }
+        guard let epoch = writer.epoch else { throw LedgerError(.leaseLost, "no lease to renew") }
         let ms = Double(ttl.milliseconds)
         let ep = Int64(epoch)
         let lease: Lease? = try await write("renewing the lease") { c, l in
@@ -172,7 +171,7 @@ public final class Ledger: Sendable {
             return nil
         }
         guard let lease else {
-            await writer.setEpoch(nil)
+            writer.setEpoch(nil)
             throw LedgerError(.leaseLost, "the lease of epoch \(epoch) was lost or expired")
         }
         return lease
@@ -181,8 +180,8 @@ public final class Ledger: Sendable {
     /// Gives this node's lease up at once (it expires now, database clock), so that another holder
     /// need not wait for its TTL; appends and checkpoints stop. Does nothing without a lease.
     public func releaseLease() async throws {
-        guard let epoch = await writer.epoch else { return }
-        await writer.setEpoch(nil)
+        guard let epoch = writer.epoch else { return }
+        writer.setEpoch(nil)
         let ep = Int64(epoch)
         try await write("releasing the lease") { c, l in
             try await c.query("UPDATE lease SET expires_at = now() WHERE id = 1 AND epoch = \(ep) AND expires_at > now()", logger: l)
@@ -202,7 +201,7 @@ public final class Ledger: Sendable {
 
     /// The epoch appends carry now, if this node holds a lease.
     public var currentEpoch: UInt64? {
-        get async { await writer.epoch }
+        get async { writer.epoch }
     }
 
     // MARK: Reads
@@ -303,9 +302,9 @@ public final class Ledger: Sendable {
     @discardableResult
     public func checkpoint() async throws -> StoredCheckpoint {
         guard let signer else { throw LedgerError(.invalidArgument, "this ledger has no signer for checkpoints") }
-        guard let epoch = await writer.epoch else { throw LedgerError(.leaseLost, "this node holds no lease") }
+        guard let epoch = writer.epoch else { throw LedgerError(.leaseLost, "this node holds no lease") }
         let head: CompactRange
-        if let t = await writer.committedTree {
+        if let t = writer.committedTree {
             head = t
         } else {
             head = try await read("reading the tree head") { c, l in try await TreeStore.loadRightEdge(c, logger: l) }
@@ -345,8 +344,8 @@ public final class Ledger: Sendable {
             }
             for await _ in checkpointRequests {
                 if Task.isCancelled { break }
-                guard let epoch = await writer.epoch else { continue }  // only the lease holder signs them
-                if let tree = await writer.committedTree {
+                guard let epoch = writer.epoch else { continue }  // only the lease holder signs them
+                if let tree = writer.committedTree {
                     guard tree.size > lastSize else { continue }
                 } else {
                     // The lease is new and nothing has been appended under it: the entries of the

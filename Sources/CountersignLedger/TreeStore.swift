@@ -38,6 +38,39 @@ enum TreeStore {
         return try CompactRange(size: size, subtreeHashes: present)
     }
 
+    /// The right edge of the committed tree, read on the writer's connection (libpq).
+    static func loadRightEdge(_ connection: WriterConnection, timeout: Duration, deadline: ContinuousClock.Instant) throws -> CompactRange {
+        let what = "reading the tree head"
+        let sized = try connection.query("SELECT coalesce(max(idx) + 1, 0)::int8 FROM entries", what: what, timeout: timeout, deadline: deadline)
+        guard let n = PGBinary.decodeInt8(sized.first?.first ?? nil), n >= 0 else {
+            throw LedgerError(.corrupt, "\(what): the ledger size did not decode")
+        }
+        let size = UInt64(n)
+        let parts = CompactRange.subtrees(ofSize: size).map { Subtree(level: $0.level, index: $0.index) }
+        guard !parts.isEmpty else { return try CompactRange(size: size, subtreeHashes: []) }
+        var levels = PGBinary.Array1D(oid: PGBinary.int2), positions = PGBinary.Array1D(oid: PGBinary.int8)
+        for p in parts {
+            levels.append(int2: Int16(p.level))
+            positions.append(int8: Int64(bitPattern: p.index))
+        }
+        let rows = try connection.execute(subtreeHashes, [levels.bytes, positions.bytes], what: what, timeout: timeout, deadline: deadline)
+        var hashes = [[UInt8]?](repeating: nil, count: parts.count)
+        for row in rows {
+            guard row.count == 2, let ord = PGBinary.decodeInt8(row[0]), ord >= 1, ord <= Int64(parts.count) else {
+                throw LedgerError(.corrupt, "\(what): a subtree row did not decode")
+            }
+            hashes[Int(ord) - 1] = row[1]
+        }
+        let present = hashes.compactMap { $0 }
+        guard present.count == parts.count else {
+            throw LedgerError(.corrupt, "the stored tree lacks a subtree of the right edge at size \(size)")
+        }
+        return try CompactRange(size: size, subtreeHashes: present)
+    }
+
+    /// ``SubtreeHashesStatement`` for the writer's connection.
+    static let subtreeHashes = WriterConnection.Prepared(name: "countersign_subtrees", sql: SubtreeHashesStatement.sql)
+
     /// The hashes of a proof plan; `nil` subtrees mean the size is beyond the ledger.
     static func proof(_ connection: PostgresConnection, _ plan: ProofPlan, mustExist lastLeaf: UInt64, logger: Logger) async throws -> [[UInt8]]? {
         var subtrees = plan.subtrees

@@ -453,11 +453,12 @@ import Testing
         }
     }
 
-    /// An append whose transaction fails at COMMIT is not reported as appended. PostgresNIO ends a
-    /// query at its CommandComplete, before the Sync at which the implicit transaction commits; a
-    /// deferred constraint trigger fails exactly there (as a backend killed at that moment does,
-    /// which the test above once caught as two callers told the same index). Before the writer
-    /// confirmed its commits, this append returned index 1 for a row that was never written.
+    /// An append whose transaction fails at COMMIT is not reported as appended. The implicit
+    /// transaction of a statement commits at the Sync that follows its CommandComplete; a deferred
+    /// constraint trigger fails exactly there (as a backend killed at that moment does, which the
+    /// test above once caught as two callers told the same index). When the writer was on
+    /// PostgresNIO, which ends a query at its CommandComplete, and did not yet confirm its commits,
+    /// this append returned index 1 for a row that was never written.
     @Test(.timeLimit(.minutes(1))) func anAppendThatFailsAtCommitIsNotReported() async throws {
         try await TokenTestSigner.with { signer in
             try await TestDatabase.withFresh { db in
@@ -475,9 +476,7 @@ import Testing
                 try await ledger.withRunning {
                     try await ledger.acquireLease(holder: "test-node", ttl: .seconds(900))
                     #expect(try await ledger.append(try await signer.entry(0)) == 0)
-                    // Refused when PostgresNIO closes the connection on the late error, or, when
-                    // the confirmation was written as it closed (which PostgresNIO never answers),
-                    // at the deadline.
+                    // libpq reports the error at commit as the statement's.
                     await #expect {
                         try await ledger.append(try await signer.entry(1, requestID: "refused-at-commit"))
                     } throws: { ($0 as? LedgerError)?.code == .unavailable }
@@ -488,6 +487,34 @@ import Testing
                                                                       origin: "test.local/ledger", logger: TestEnvironment.logger)
                     #expect(report.problem == nil)
                     #expect(report.entries == 2)
+                }
+            }
+        }
+    }
+
+    /// An append that the database holds up (its table locked by another session) ends with
+    /// `unavailable` at the writer's deadline, without waiting for the database; once the lock is
+    /// gone, the writer appends again (on a new connection) from what was committed.
+    @Test(.timeLimit(.minutes(1))) func anAppendThatHangsEndsAtItsDeadline() async throws {
+        try await TokenTestSigner.with { signer in
+            try await TestDatabase.withFresh { db in
+                let ledger = try Ledger(database: db.settings, options: .init(timeout: .milliseconds(500)), logger: TestEnvironment.logger)
+                try await ledger.withRunning {
+                    try await ledger.acquireLease(holder: "test-node", ttl: .seconds(900))
+                    #expect(try await ledger.append(try await signer.entry(0)) == 0)
+                    let locked = Task {
+                        try await db.superuser(statements: ["BEGIN", "LOCK TABLE entries IN ACCESS EXCLUSIVE MODE", "SELECT pg_sleep(2)", "COMMIT"])
+                    }
+                    try await Task.sleep(for: .milliseconds(300))
+                    let start = ContinuousClock.now
+                    await #expect {
+                        try await ledger.append(try await signer.entry(1))
+                    } throws: { ($0 as? LedgerError)?.code == .unavailable }
+                    let waited = ContinuousClock.now - start
+                    #expect(waited >= .milliseconds(450) && waited < .milliseconds(1500), "the append failed after \(waited)")
+                    try await locked.value
+                    #expect(try await ledger.append(try await signer.entry(2)) == 1)
+                    #expect(try await ledger.size() == 2)
                 }
             }
         }
