@@ -111,10 +111,13 @@ public struct DecisionService: Sendable {
         let started = ContinuousClock.now
         let format = try PlanFormat(wireName: request.planFormat)
         let fingerprint = Self.fingerprint(request)
+        // Its append is on its way: the ledger's writer may wait for it to share a commit.
+        let expected = ledger.expectAppend()
+        defer { expected.withdraw() }
 
         return try await gate.exclusive(request.requestID) {
             do {
-                return try await decide(request, format: format, fingerprint: fingerprint, started: started, context)
+                return try await decide(request, format: format, fingerprint: fingerprint, started: started, expected: expected, context)
             } catch {
                 // A replay (the ledger refused a second decision), or a failure of the token or
                 // the policy: if this request was decided before, the stored decision is the
@@ -144,7 +147,7 @@ public struct DecisionService: Sendable {
 
     /// Evaluates, signs and ledgers a new decision.
     private func decide(_ request: VerifyPlanRequest, format: PlanFormat, fingerprint: [UInt8], started: ContinuousClock.Instant,
-                        _ context: CallContext) async throws -> CountersignWire.Decision {
+                        expected: ExpectedAppend, _ context: CallContext) async throws -> CountersignWire.Decision {
         let policyStarted = ContinuousClock.now
         let evaluation = try policy.engine().evaluate(EvaluationRequest(
             requestID: request.requestID, userRequest: request.userRequest, owner: request.owner, plan: request.plan,
@@ -181,7 +184,7 @@ public struct DecisionService: Sendable {
         DecisionMetrics.sign.record(duration: appendStarted - signStarted)
         let index = try await ledger.append(LedgerEntry(
             kind: .decision, statement: signed, agent: context.principal.id, owner: request.owner,
-            requestID: request.requestID, fingerprint: fingerprint))
+            requestID: request.requestID, fingerprint: fingerprint), expected: expected)
         let done = ContinuousClock.now
         DecisionMetrics.append.record(duration: done - appendStarted)
         DecisionMetrics.decision.record(duration: done - started)
