@@ -90,6 +90,9 @@ final class BatchWriter: @unchecked Sendable {
         queue.expect()
     }
 
+    /// Appends announced and not yet made or withdrawn.
+    var appendsExpected: Int { queue.expected }
+
     /// Queues `entries` (kept together, in order) and waits for their indices, after COMMIT.
     func submit(_ entries: [LedgerEntry], expected: ExpectedAppend? = nil) async throws -> [UInt64] {
         guard !entries.isEmpty else {
@@ -327,7 +330,14 @@ final class WriteQueue: @unchecked Sendable {
     private var sleeping = false
     private var wakeAt = 1
     /// Appends announced and not yet queued or withdrawn (``ExpectedAppend``).
-    private(set) var expected = 0
+    private var announced = 0
+
+    /// Appends announced and not yet queued or withdrawn.
+    var expected: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return announced
+    }
     /// Whether the sleeping writer also wants to be woken when no announced append is left.
     private var wakeWhenNoneExpected = false
 
@@ -335,7 +345,7 @@ final class WriteQueue: @unchecked Sendable {
     func expect() -> ExpectedAppend {
         condition.lock()
         defer { condition.unlock() }
-        expected += 1
+        announced += 1
         return ExpectedAppend(queue: self)
     }
 
@@ -350,8 +360,8 @@ final class WriteQueue: @unchecked Sendable {
     private func settle(_ announcement: ExpectedAppend?) {
         guard let announcement, announcement.isOpen else { return }
         announcement.isOpen = false
-        expected -= 1
-        if sleeping && wakeWhenNoneExpected && expected == 0 { condition.signal() }
+        announced -= 1
+        if sleeping && wakeWhenNoneExpected && announced == 0 { condition.signal() }
     }
 
     /// Whether the writer sleeps on the queue now (for tests that must act while it waits).
@@ -433,7 +443,7 @@ final class WriteQueue: @unchecked Sendable {
         let until = Date(timeIntervalSinceNow: Double(window.components.attoseconds) / 1e18 + Double(window.components.seconds))
         condition.lock()
         defer { condition.unlock() }
-        while expected > 0 && items.count - head < cap && !stopped {
+        while announced > 0 && items.count - head < cap && !stopped {
             wakeAt = cap
             wakeWhenNoneExpected = true
             sleeping = true

@@ -131,6 +131,9 @@ public final class Ledger: Sendable {
         writer.expect()
     }
 
+    /// Appends announced and not yet made or withdrawn (none once every call has ended).
+    var appendsExpected: Int { writer.appendsExpected }
+
     /// Appends statements together, in order, in one transaction; returns their indices.
     public func append(contentsOf entries: [LedgerEntry]) async throws -> [UInt64] {
         try await writer.submit(entries)

@@ -1,5 +1,5 @@
 import CountersignClient
-import CountersignLedger
+@testable import CountersignLedger
 import CountersignPolicy
 @testable import CountersignSigner
 @testable import CountersignServer
@@ -88,6 +88,35 @@ import Testing
             }
             #expect(Set(replies).count == 1, "every retry gets the same decision, byte for byte")
             #expect(try await stack.ledger.size() == size + 1, "one ledger row, not sixteen")
+            await client.close()
+        }
+    }
+
+    /// Every call announces its append to the ledger's writer (its commit delay waits for
+    /// announced appends): a decision, a replay, a conflicting replay, concurrent retries and a
+    /// plan that does not parse each settle their announcement, so none is left once they end.
+    @Test func everyAnnouncedAppendIsSettled() async throws {
+        try await DecisionStack.with { stack in
+            let client = try await stack.server.client("orchestrator")
+            var request = try #require(try Self.scenarios().first { $0.name.contains("honest") }).request
+            request.requestID = "announced-1"
+            _ = try await client.verifyPlan(request)
+            _ = try await client.verifyPlan(request)  // a replay
+            var changed = request
+            changed.plan.append(0x20)
+            await #expect(throws: Status.self) { _ = try await client.verifyPlan(changed) }  // a conflict
+            var broken = request
+            broken.requestID = "announced-2"
+            broken.plan = Array("{\"resource_changes\": [".utf8)
+            await #expect(throws: Status.self) { _ = try await client.verifyPlan(broken) }  // no append
+            var retried = request
+            retried.requestID = "announced-3"
+            let retry = retried
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<8 { group.addTask { _ = try await client.verifyPlan(retry) } }
+                try await group.waitForAll()
+            }
+            #expect(stack.ledger.appendsExpected == 0)
             await client.close()
         }
     }
