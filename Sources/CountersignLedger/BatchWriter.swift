@@ -46,9 +46,10 @@ final class BatchWriter: @unchecked Sendable {
     /// `commitDelayCap` callers wait or none is on its way any more. Like PostgreSQL's
     /// `commit_delay` and `commit_siblings`, but only for appends known to be coming, so that a
     /// caller that appends alone, or a few callers that all wait already, never wait for it.
-    /// Measured with 64 connections deciding as fast as they can (`docs/performance.md`): batches
-    /// of 29–30 entries instead of 8, PostgreSQL's CPU per decision 28–31 µs instead of 38–48,
-    /// and 5,021–5,340 decisions/s instead of 4,869–4,984 in three alternating rounds.
+    /// Measured with 64 connections deciding as fast as they can (`docs/performance.md`, seventh
+    /// session): batches of 17–21 entries instead of 7–8, PostgreSQL's CPU per decision 31–42 µs
+    /// instead of 48–60, and 4,993, 5,142, 4,617 decisions/s against 4,756, 4,668, 4,434 in three
+    /// alternating rounds.
     static let commitDelay = Duration.milliseconds(3)
     static let commitDelayFrom = 4
     static let commitDelayCap = 32
@@ -331,6 +332,8 @@ final class WriteQueue: @unchecked Sendable {
     private var wakeAt = 1
     /// Appends announced and not yet queued or withdrawn (``ExpectedAppend``).
     private var announced = 0
+    /// Whether the sleeping writer also wants to be woken when no announced append is left.
+    private var wakeWhenNoneExpected = false
 
     /// Appends announced and not yet queued or withdrawn.
     var expected: Int {
@@ -338,8 +341,6 @@ final class WriteQueue: @unchecked Sendable {
         defer { condition.unlock() }
         return announced
     }
-    /// Whether the sleeping writer also wants to be woken when no announced append is left.
-    private var wakeWhenNoneExpected = false
 
     /// Announces an append on its way.
     func expect() -> ExpectedAppend {

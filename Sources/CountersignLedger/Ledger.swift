@@ -124,7 +124,7 @@ public final class Ledger: Sendable {
     /// Announces an append that is on its way: a decision that is being evaluated and signed.
     /// While announced appends are on their way and the last batch was not small (appends are
     /// arriving side by side), the writer waits for them, a little (``BatchWriter/commitDelay``),
-    /// so that they share a commit: one batch of 30 instead of four of 8 costs PostgreSQL and the
+    /// so that they share a commit: one batch of 20 instead of three of 7 costs PostgreSQL and the
     /// node less CPU per entry. Pass the announcement to ``append(_:expected:)``, and withdraw it
     /// (``ExpectedAppend/withdraw()``, in a `defer`) in case the append is never made.
     public func expectAppend() -> ExpectedAppend {

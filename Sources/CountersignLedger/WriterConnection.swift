@@ -14,7 +14,7 @@ import Darwin
 /// Why not PostgresNIO, which every other database access uses: an append is the one operation
 /// whose answer must mean "committed". libpq reports a statement's outcome only after the
 /// ReadyForQuery that ends it, and in the extended query protocol the implicit transaction commits
-/// before that (PostgreSQL's `finish_xact_command`, at the Sync): so a successful ``execute(_:_:what:deadline:)``
+/// before that (PostgreSQL's `finish_xact_command`, at the Sync): so a successful ``execute(_:_:what:timeout:deadline:)``
 /// is a committed append, and an error at commit (a deferred check, a backend killed after the
 /// CommandComplete) comes back as the statement's error. PostgresNIO ends a query at its
 /// CommandComplete, which took a second round trip per batch to confirm the commit; and each of
