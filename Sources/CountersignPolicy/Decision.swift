@@ -103,8 +103,14 @@ public struct EvaluationRequest: Sendable, Hashable {
     public var userRequest: String
     /// The accountable human.
     public var owner: String
-    /// The plan bytes exactly as received.
-    public var plan: [UInt8]
+    /// The plan bytes exactly as received. Setting them computes their digest again.
+    public var plan: [UInt8] {
+        didSet { planSHA256 = sha256(plan) }
+    }
+    /// SHA-256 of ``plan``, computed once when the plan is set: the decision carries it as its
+    /// plan digest, and the server's request fingerprint covers it rather than hashing the plan
+    /// a second time.
+    public private(set) var planSHA256: [UInt8]
     /// The plan's format.
     public var planFormat: PlanFormat
     /// The change ticket id, recorded as given (nil or empty when none).
@@ -118,6 +124,7 @@ public struct EvaluationRequest: Sendable, Hashable {
         self.userRequest = userRequest
         self.owner = owner
         self.plan = plan
+        self.planSHA256 = sha256(plan)
         self.planFormat = planFormat
         self.changeTicket = changeTicket
         self.infracost = infracost

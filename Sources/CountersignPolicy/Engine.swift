@@ -41,7 +41,7 @@ public struct PolicyEngine: Sendable {
                          costIncreaseMonthly: cost, confirmations: confirmations)
         d.requestID = request.requestID
         d.plannedChanges = PlannedChange.of(plan)
-        d.planSHA256 = sha256(request.plan)
+        d.planSHA256 = request.planSHA256
         return d
     }
 

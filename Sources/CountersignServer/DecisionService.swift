@@ -110,14 +110,20 @@ public struct DecisionService: Sendable {
         }
         let started = ContinuousClock.now
         let format = try PlanFormat(wireName: request.planFormat)
-        let fingerprint = Self.fingerprint(request)
+        // The plan is hashed once, here: the evaluation's digest is the statement's plan_sha256
+        // and part of the request's fingerprint.
+        let evaluation = EvaluationRequest(
+            requestID: request.requestID, userRequest: request.userRequest, owner: request.owner, plan: request.plan,
+            planFormat: format, changeTicket: request.changeTicket.isEmpty ? nil : request.changeTicket,
+            infracost: request.infracost.isEmpty ? nil : request.infracost)
+        let fingerprint = Self.fingerprint(request, planSHA256: evaluation.planSHA256)
         // Its append is on its way: the ledger's writer may wait for it to share a commit.
         let expected = ledger.expectAppend()
         defer { expected.withdraw() }
 
         return try await gate.exclusive(request.requestID) {
             do {
-                return try await decide(request, format: format, fingerprint: fingerprint, started: started, expected: expected, context)
+                return try await decide(request, evaluation, fingerprint: fingerprint, started: started, expected: expected, context)
             } catch {
                 // A replay (the ledger refused a second decision), or a failure of the token or
                 // the policy: if this request was decided before, the stored decision is the
@@ -137,7 +143,7 @@ public struct DecisionService: Sendable {
                     }
                     throw error
                 }
-                guard stored.fingerprint == fingerprint else {
+                guard stored.fingerprint == fingerprint || stored.fingerprint == Self.fingerprintBeforeDigest(request) else {
                     throw Status(.alreadyExists, "request_id '\(request.requestID)' was decided for a different request; use a new request_id")
                 }
                 return try Self.reply(from: stored)
@@ -146,13 +152,10 @@ public struct DecisionService: Sendable {
     }
 
     /// Evaluates, signs and ledgers a new decision.
-    private func decide(_ request: VerifyPlanRequest, format: PlanFormat, fingerprint: [UInt8], started: ContinuousClock.Instant,
-                        expected: ExpectedAppend, _ context: CallContext) async throws -> CountersignWire.Decision {
+    private func decide(_ request: VerifyPlanRequest, _ evaluationRequest: EvaluationRequest, fingerprint: [UInt8],
+                        started: ContinuousClock.Instant, expected: ExpectedAppend, _ context: CallContext) async throws -> CountersignWire.Decision {
         let policyStarted = ContinuousClock.now
-        let evaluation = try policy.engine().evaluate(EvaluationRequest(
-            requestID: request.requestID, userRequest: request.userRequest, owner: request.owner, plan: request.plan,
-            planFormat: format, changeTicket: request.changeTicket.isEmpty ? nil : request.changeTicket,
-            infracost: request.infracost.isEmpty ? nil : request.infracost))
+        let evaluation = try policy.engine().evaluate(evaluationRequest)
 
         DecisionMetrics.policy.record(duration: ContinuousClock.now - policyStarted)
         var statement = DecisionStatement()
@@ -168,7 +171,7 @@ public struct DecisionService: Sendable {
         statement.rules = evaluation.findings.map(\.rule)
         statement.cannotOverride = evaluation.cannotOverride
         statement.changeTicket = request.changeTicket
-        statement.planFormat = format.rawValue
+        statement.planFormat = evaluationRequest.planFormat.rawValue
         statement.findings = evaluation.findings.map(CountersignWire.Finding.init(policy:))
         statement.summary = evaluation.summary
         statement.planned = evaluation.plannedChanges.map { CountersignWire.PlannedChange(address: $0.address, action: $0.action) }
@@ -314,13 +317,32 @@ public struct DecisionService: Sendable {
 
     // MARK: helpers
 
-    /// SHA-256 over every field that makes a request what it is, each length-prefixed.
-    static func fingerprint(_ r: VerifyPlanRequest) -> [UInt8] {
+    /// What makes a request what it is, stored with its decision: a replay must match it. SHA-256
+    /// over a version tag and every field of the request, each length-prefixed, the plan by its
+    /// SHA-256 (`planSHA256`, which the caller has computed for the decision already).
+    static func fingerprint(_ r: VerifyPlanRequest, planSHA256: [UInt8]) -> [UInt8] {
+        precondition(planSHA256.count == 32, "planSHA256 is a SHA-256 digest")
+        return lengthPrefixedSHA256([Array(fingerprintTag.utf8), Array(r.requestID.utf8), Array(r.userRequest.utf8),
+                                     Array(r.owner.utf8), planSHA256, Array(r.planFormat.utf8), Array(r.changeTicket.utf8),
+                                     Array(r.registeredRequestID.utf8), r.infracost])
+    }
+
+    /// Sets ``fingerprint(_:planSHA256:)`` apart from the fingerprint of decisions made before it.
+    static let fingerprintTag = "countersign.request-fingerprint.v2"
+
+    /// The fingerprint of decisions ledgered before ``fingerprint(_:planSHA256:)``: the same
+    /// fields without the tag, the plan's bytes themselves. A replay of such a decision is
+    /// compared with it once the current fingerprint does not match.
+    static func fingerprintBeforeDigest(_ r: VerifyPlanRequest) -> [UInt8] {
+        lengthPrefixedSHA256([Array(r.requestID.utf8), Array(r.userRequest.utf8), Array(r.owner.utf8), r.plan,
+                              Array(r.planFormat.utf8), Array(r.changeTicket.utf8), Array(r.registeredRequestID.utf8), r.infracost])
+    }
+
+    private static func lengthPrefixedSHA256(_ fields: [[UInt8]]) -> [UInt8] {
         var hasher = SHA256()
-        for field in [Array(r.requestID.utf8), Array(r.userRequest.utf8), Array(r.owner.utf8), r.plan, Array(r.planFormat.utf8),
-                      Array(r.changeTicket.utf8), Array(r.registeredRequestID.utf8), r.infracost] {
+        for field in fields {
             withUnsafeBytes(of: UInt64(field.count).bigEndian) { hasher.update(bufferPointer: $0) }
-            hasher.update(data: field)
+            field.withUnsafeBytes { hasher.update(bufferPointer: $0) }
         }
         return Array(hasher.finalize())
     }

@@ -75,6 +75,43 @@ import Testing
         }
     }
 
+    /// Decisions ledgered before the fingerprint covered the plan's digest carry the earlier
+    /// fingerprint (over the plan's bytes): a replay of one still gets it back, and a different
+    /// request under its id is still refused.
+    @Test func aDecisionWithTheEarlierFingerprintIsStillReplayed() async throws {
+        try await DecisionStack.with { stack in
+            let client = try await stack.server.client("orchestrator")
+            var request = try #require(try Self.scenarios().first { $0.name.contains("honest") }).request
+            request.requestID = "fingerprinted-before-digest"
+            #expect(DecisionService.fingerprintBeforeDigest(request)
+                    != DecisionService.fingerprint(request, planSHA256: Array(SHA256.hash(data: request.plan))))
+
+            var statement = DecisionStatement()
+            statement.requestID = request.requestID
+            statement.planSHA256 = Array(SHA256.hash(data: request.plan))
+            statement.verdict = .approved
+            statement.agent = "orchestrator"
+            statement.owner = request.owner
+            statement.keyID = try await stack.signer.activeKeyID
+            let signed = try await stack.signer.sign(payloadType: PayloadType.decision, payload: statement.protobufBytes())
+            let index = try await stack.ledger.append(LedgerEntry(
+                kind: .decision, statement: signed, agent: "orchestrator", owner: request.owner,
+                requestID: request.requestID, fingerprint: DecisionService.fingerprintBeforeDigest(request)))
+            let size = try await stack.ledger.size()
+
+            let replayed = try await client.verifyPlan(request)
+            #expect(replayed.ledgerIndex == index)
+            #expect(replayed.statement == signed.payload && replayed.signature == signed.signature)
+            #expect(try await stack.ledger.size() == size, "a replay writes nothing")
+
+            var changed = request
+            changed.plan.append(0x20)
+            let error = await #expect(throws: Status.self) { _ = try await client.verifyPlan(changed) }
+            #expect(error?.code == .alreadyExists)
+            await client.close()
+        }
+    }
+
     @Test func concurrentRetriesOfOneRequestAreDecidedOnce() async throws {
         try await DecisionStack.with { stack in
             let client = try await stack.server.client("orchestrator")
