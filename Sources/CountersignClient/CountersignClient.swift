@@ -142,7 +142,9 @@ public final class CountersignClient: Sendable {
         let ms = UInt32(clamping: deadline.components.seconds * 1000 + deadline.components.attoseconds / 1_000_000_000_000_000)
         let promise = channel.eventLoop.makePromise(of: Envelope.self)
         let request = Envelope(callID: 0, method: method, body: body, deadlineMs: max(ms, 1))
-        channel.writeAndFlush(OutboundCall(envelope: request, promise: promise)).whenFailure { error in
+        // The server answers by the deadline; allow it a little more before giving up here.
+        let call = OutboundCall(envelope: request, promise: promise, giveUpAt: .now() + .milliseconds(Int64(ms) + 1000))
+        channel.writeAndFlush(call).whenFailure { error in
             if let status = error as? Status {
                 promise.fail(status)
             } else {
@@ -152,16 +154,10 @@ public final class CountersignClient: Sendable {
                                     + "connecting, the server refused this client's certificate: is its key pinned?"))
             }
         }
-        // The server answers by the deadline; allow it a little more before giving up here.
-        let timeout = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(ms) + 1000)) {
-            promise.fail(Status(.deadlineExceeded, "no reply within \(ms) ms"))
-        }
         return promise.futureResult.flatMapErrorThrowing { error in
-            timeout.cancel()
             if let status = error as? Status { throw status }
             throw Status(.unavailable, "connection failed: \(error)")
         }.flatMapThrowing { reply in
-            timeout.cancel()
             let status = reply.status ?? .ok
             guard status.code == .ok else { throw status }
             return reply.body
@@ -225,21 +221,34 @@ public final class CountersignClient: Sendable {
     public var isActive: Bool { channel.isActive }
 }
 
-/// A request on its way out, with the promise its reply completes.
+/// A request on its way out, with the promise its reply completes and the time to stop waiting.
 struct OutboundCall {
     var envelope: Envelope
     let promise: EventLoopPromise<Envelope>
+    let giveUpAt: NIODeadline
 }
 
-/// Assigns call ids, matches replies to calls, and fails every pending call when the connection
-/// ends or the server answers with `call_id` 0 (a connection-level error).
+/// Assigns call ids, matches replies to calls, fails a call with `DEADLINE_EXCEEDED` when no reply
+/// came by its time, and fails every pending call when the connection ends or the server answers
+/// with `call_id` 0 (a connection-level error).
+///
+/// One timer serves all the calls of the connection, armed for the earliest time to give up: an
+/// event loop finds a timer to cancel by a linear search over all of its timers, so a timer armed
+/// and cancelled per call would cost every call a walk over them.
 final class ClientCallHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = OutboundCall
     typealias OutboundOut = ByteBuffer
 
+    private struct Pending {
+        let promise: EventLoopPromise<Envelope>
+        let giveUpAt: NIODeadline
+        let deadlineMs: UInt32
+    }
+
     private var nextCallID: UInt64 = 1
-    private var pending: [UInt64: EventLoopPromise<Envelope>] = [:]
+    private var pending: [UInt64: Pending] = [:]
+    private var timer: (at: NIODeadline, scheduled: Scheduled<Void>)?
     private var handshakeDone = false
     private var handshakeWaiter: EventLoopPromise<Void>?
     private var failure: Status?
@@ -270,10 +279,34 @@ final class ClientCallHandler: ChannelDuplexHandler {
         let id = nextCallID
         nextCallID += 1
         call.envelope.callID = id
-        pending[id] = call.promise
+        pending[id] = Pending(promise: call.promise, giveUpAt: call.giveUpAt, deadlineMs: call.envelope.deadlineMs)
+        if timer.map({ call.giveUpAt < $0.at }) ?? true { armTimer(at: call.giveUpAt, context: context) }
         var buffer = context.channel.allocator.buffer(capacity: 64)
         Frame.write(call.envelope, into: &buffer)
         context.write(wrapOutboundOut(buffer), promise: promise)
+    }
+
+    private func armTimer(at: NIODeadline, context: ChannelHandlerContext) {
+        timer?.scheduled.cancel()
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
+        timer = (at, context.eventLoop.scheduleTask(deadline: at) { bound.value.giveUp(context: ctx.value) })
+    }
+
+    /// Fails the calls whose time is up and arms the timer for the next.
+    private func giveUp(context: ChannelHandlerContext) {
+        timer = nil
+        let now = NIODeadline.now()
+        var next: NIODeadline?
+        for (id, call) in pending {
+            guard call.giveUpAt <= now else {
+                next = min(next ?? call.giveUpAt, call.giveUpAt)
+                continue
+            }
+            pending.removeValue(forKey: id)
+            call.promise.fail(Status(.deadlineExceeded, "no reply within \(call.deadlineMs) ms"))
+        }
+        if let next { armTimer(at: next, context: context) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -289,7 +322,7 @@ final class ClientCallHandler: ChannelDuplexHandler {
             return
         }
         receivedAny = true
-        pending.removeValue(forKey: envelope.callID)?.succeed(envelope)
+        pending.removeValue(forKey: envelope.callID)?.promise.succeed(envelope)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -309,8 +342,10 @@ final class ClientCallHandler: ChannelDuplexHandler {
         if failure == nil { failure = status }
         handshakeWaiter?.fail(status)
         handshakeWaiter = nil
+        timer?.scheduled.cancel()
+        timer = nil
         let calls = pending
         pending.removeAll()
-        for promise in calls.values { promise.fail(status) }
+        for call in calls.values { call.promise.fail(status) }
     }
 }

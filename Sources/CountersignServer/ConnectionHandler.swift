@@ -33,8 +33,17 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private var handshakeDone = false
     private var handshakeTimer: Scheduled<Void>?
+    /// Calls in flight by `call_id`.
+    private var inFlight: [UInt64: CallInFlight] = [:]
+    /// Timers are few and lazy, not one per frame or call: a timer pending on an event loop is
+    /// found by a linear search to be cancelled, so cancelling and re-arming one per call would
+    /// cost every call a walk over all the loop's timers. The idle timer runs while the
+    /// connection lives and, when it fires early (frames arrived since it was armed), is armed
+    /// again for what is left; the deadline timer fires at the earliest deadline in flight,
+    /// expires what is due and is armed again for the next.
     private var idleTimer: Scheduled<Void>?
-    private var inFlight: [UInt64: Scheduled<Void>] = [:]
+    private var lastFrame = NIODeadline.now()
+    private var deadlineTimer: (at: NIODeadline, timer: Scheduled<Void>)?
     private var draining = false
     private var closing = false
     private var pendingFlush = false
@@ -64,7 +73,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         handshakeTimer?.cancel()
         idleTimer?.cancel()
-        for timer in inFlight.values { timer.cancel() }
+        deadlineTimer?.timer.cancel()
+        deadlineTimer = nil
         inFlight.removeAll()
         context.fireChannelInactive()
     }
@@ -80,7 +90,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             logger[metadataKey: "cs.principal"] = "\(principal.id)"
             logger.debug("connection authenticated", metadata: ["cs.role": "\(principal.role.rawValue)"])
-            armIdleTimer(context: context)
+            lastFrame = .now()
+            armIdleTimer(in: .milliseconds(Int64(limits.idleTimeoutMs)), context: context)
         } else if event is DrainEvent {
             draining = true
             if inFlight.isEmpty { close(context: context) }
@@ -123,7 +134,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing, let principal = identity.principal else { return }
         var frame = unwrapInboundIn(data)
-        armIdleTimer(context: context)
+        lastFrame = .now()
         let bytes = frame.readBytes(length: frame.readableBytes) ?? []
         let envelope: Envelope
         do {
@@ -193,8 +204,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             do { result = .success(try await handler(body, call)) } catch { result = .failure(error) }
             loop.execute {
                 let handler = bound.value
-                guard let timer = handler.inFlight.removeValue(forKey: callID) else { return }  // deadline won
-                timer.cancel()
+                guard handler.inFlight.removeValue(forKey: callID) != nil else { return }  // deadline won
                 switch result {
                 case .success(let bytes): handler.reply(context: ctx.value, callID: callID, body: bytes)
                 case .failure(let error): handler.reply(context: ctx.value, callID: callID, status: handler.status(for: error, call: call))
@@ -203,15 +213,38 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
                 handler.afterCall(context: ctx.value)
             }
         }
-        inFlight[callID] = loop.scheduleTask(in: .milliseconds(Int64(deadlineMs))) {
-            let handler = bound.value
-            guard handler.inFlight.removeValue(forKey: callID) != nil else { return }
-            task.cancel()
-            call.logger.notice("deadline exceeded", metadata: ["cs.deadline_ms": "\(deadlineMs)"])
-            handler.reply(context: ctx.value, callID: callID, status: Status(.deadlineExceeded, "no answer within \(deadlineMs) ms"))
-            handler.flushIfNeeded(context: ctx.value)
-            handler.afterCall(context: ctx.value)
+        let deadline = NIODeadline.now() + .milliseconds(Int64(deadlineMs))
+        inFlight[callID] = CallInFlight(deadline: deadline, deadlineMs: deadlineMs, task: task, logger: call.logger)
+        if deadlineTimer.map({ deadline < $0.at }) ?? true { armDeadlineTimer(at: deadline, context: context) }
+    }
+
+    /// Arms the deadline timer for `at` (replacing a later one).
+    private func armDeadlineTimer(at: NIODeadline, context: ChannelHandlerContext) {
+        deadlineTimer?.timer.cancel()
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
+        deadlineTimer = (at, context.eventLoop.scheduleTask(deadline: at) { bound.value.expireCalls(context: ctx.value) })
+    }
+
+    /// Answers every call whose deadline has passed with `DEADLINE_EXCEEDED` (cancelling its
+    /// task; a late result is dropped), and arms the deadline timer for the next deadline.
+    private func expireCalls(context: ChannelHandlerContext) {
+        deadlineTimer = nil
+        let now = NIODeadline.now()
+        var next: NIODeadline?
+        for (callID, call) in inFlight {
+            guard call.deadline <= now else {
+                next = min(next ?? call.deadline, call.deadline)
+                continue
+            }
+            inFlight.removeValue(forKey: callID)
+            call.task.cancel()
+            call.logger.notice("deadline exceeded", metadata: ["cs.deadline_ms": "\(call.deadlineMs)"])
+            reply(context: context, callID: callID, status: Status(.deadlineExceeded, "no answer within \(call.deadlineMs) ms"))
         }
+        if let next { armDeadlineTimer(at: next, context: context) }
+        flushIfNeeded(context: context)
+        afterCall(context: context)
     }
 
     private func afterCall(context: ChannelHandlerContext) {
@@ -265,18 +298,31 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.close(promise: nil)
     }
 
-    private func armIdleTimer(context: ChannelHandlerContext) {
-        idleTimer?.cancel()
+    /// Closes the connection once no frame has come for the idle timeout and no call is in flight.
+    private func armIdleTimer(in delay: TimeAmount, context: ChannelHandlerContext) {
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
-        idleTimer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(limits.idleTimeoutMs))) {
+        idleTimer = context.eventLoop.scheduleTask(in: delay) {
             let handler = bound.value
-            if handler.inFlight.isEmpty {
+            let timeout = TimeAmount.milliseconds(Int64(handler.limits.idleTimeoutMs))
+            let idleUntil = handler.lastFrame + timeout
+            let now = NIODeadline.now()
+            if now < idleUntil {
+                handler.armIdleTimer(in: idleUntil - now, context: ctx.value)  // a frame came since
+            } else if handler.inFlight.isEmpty {
                 handler.logger.info("closing idle connection", metadata: ["cs.idle_timeout_ms": "\(handler.limits.idleTimeoutMs)"])
                 handler.close(context: ctx.value)
             } else {
-                handler.armIdleTimer(context: ctx.value)
+                handler.armIdleTimer(in: timeout, context: ctx.value)
             }
         }
     }
+}
+
+/// A call being answered: its deadline and its task, cancelled when the deadline passes first.
+private struct CallInFlight {
+    var deadline: NIODeadline
+    var deadlineMs: Int
+    var task: Task<Void, Never>
+    var logger: Logger
 }

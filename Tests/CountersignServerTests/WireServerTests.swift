@@ -1,9 +1,11 @@
 import CountersignClient
 import CountersignConfig
+import CountersignTestSupport
 @testable import CountersignServer
 import CountersignWire
 import Foundation
 import NIOCore
+import NIOPosix
 import NIOSSL
 import Testing
 
@@ -185,6 +187,90 @@ import Testing
         #expect(try await client.health().principal == "orchestrator")
         await client.close()
         try await server.stop()
+    }
+
+    /// The server keeps one deadline timer per connection, armed for the earliest deadline in
+    /// flight: a call with an earlier deadline than those before it, and a call whose deadline
+    /// falls after the timer armed for an earlier, finished call, are each answered by the server
+    /// at their own deadline, not at another's and not when their handler ends.
+    @Test func everyCallInFlightEndsAtItsOwnDeadline() async throws {
+        let server = try await TestServer.start { _ in } routes: { $0.registerEcho() }
+        let client = try await server.client("orchestrator")
+        func timedOut(delayMs: UInt32, deadlineMs: Int64) async -> (Status?, Duration) {
+            let start = ContinuousClock.now
+            do {
+                _ = try await client.call(Router.echoMethod, EchoRequest(payload: [1], delayMs: delayMs), as: EchoRequest.self,
+                                          deadline: .milliseconds(deadlineMs))
+                return (nil, ContinuousClock.now - start)
+            } catch {
+                return (error as? Status, ContinuousClock.now - start)
+            }
+        }
+        // A finished call leaves the timer armed for its deadline (600 ms); the next call's
+        // deadline (1,200 ms) is later, so the timer must be armed again when it fires.
+        _ = try await client.call(Router.echoMethod, EchoRequest(payload: [1], delayMs: 0), as: EchoRequest.self,
+                                  deadline: .milliseconds(600))
+        let late = await timedOut(delayMs: 4000, deadlineMs: 1200)
+        // A call with an earlier deadline than the one the timer is armed for, beside a call
+        // that is answered in time.
+        async let long = timedOut(delayMs: 4000, deadlineMs: 2500)
+        try await Task.sleep(for: .milliseconds(50))
+        async let early = timedOut(delayMs: 4000, deadlineMs: 200)
+        async let answered = timedOut(delayMs: 100, deadlineMs: 5000)
+        let (longResult, earlyResult, answeredResult) = await (long, early, answered)
+        #expect(answeredResult.0 == nil)
+        for ((status, took), deadline) in [(late, 1200), (earlyResult, 200), (longResult, 2500)] {
+            #expect(status?.code == .deadlineExceeded)
+            #expect(status?.message.contains("no answer within \(deadline) ms") == true, "the server's answer: \(String(describing: status))")
+            #expect(took >= .milliseconds(deadline) && took < .milliseconds(deadline + 1000))
+        }
+        #expect(try await client.health().principal == "orchestrator")
+        await client.close()
+        try await server.stop()
+    }
+
+    /// A server that completes the handshake and then never answers: the client gives each call
+    /// up by itself, shortly after its deadline, each at its own time (one timer serves the
+    /// connection), and the connection still carries calls afterwards.
+    @Test func theClientGivesUpOnAServerThatNeverAnswers() async throws {
+        let configuration = try CountersignConfiguration.load(path: TestEnvironment.configPath)
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(configuration.tls.certificatePath).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: configuration.tls.privateKeyPath, format: .pem)))
+        tls.minimumTLSVersion = .tlsv13
+        let context = try NIOSSLContext(configuration: tls)
+        let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let client = try await CountersignClient.connect(ClientConfiguration(
+            host: "127.0.0.1", port: try #require(silent.localAddress?.port),
+            certificatePath: TestEnvironment.pki("orchestrator.crt"), privateKeyPath: TestEnvironment.pki("orchestrator.key"),
+            trustRootsPath: configuration.tls.clientCAPath, serverSPKISHA256: try #require(configuration.tls.serverSPKISHA256)))
+        func givenUp(deadlineMs: Int64) async -> (Status?, Duration) {
+            let start = ContinuousClock.now
+            do {
+                _ = try await client.health(deadline: .milliseconds(deadlineMs))
+                return (nil, ContinuousClock.now - start)
+            } catch {
+                return (error as? Status, ContinuousClock.now - start)
+            }
+        }
+        async let later = givenUp(deadlineMs: 900)
+        try await Task.sleep(for: .milliseconds(50))
+        async let earlier = givenUp(deadlineMs: 100)
+        let (laterResult, earlierResult) = await (later, earlier)
+        let again = await givenUp(deadlineMs: 100)
+        // The client allows the server 1 s beyond the deadline it sends.
+        for ((status, took), deadline) in [(earlierResult, 100), (laterResult, 900), (again, 100)] {
+            #expect(status?.code == .deadlineExceeded)
+            #expect(status?.message == "no reply within \(deadline) ms")
+            #expect(took >= .milliseconds(deadline + 1000) && took < .milliseconds(deadline + 1600))
+        }
+        #expect(client.isActive)
+        await client.close()
+        try await silent.close()
     }
 
     @Test func gracefulShutdownFinishesCallsInFlightAndRefusesNewOnes() async throws {
