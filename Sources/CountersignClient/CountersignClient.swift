@@ -232,9 +232,7 @@ struct OutboundCall {
 /// came by its time, and fails every pending call when the connection ends or the server answers
 /// with `call_id` 0 (a connection-level error).
 ///
-/// One timer serves all the calls of the connection, armed for the earliest time to give up: an
-/// event loop finds a timer to cancel by a linear search over all of its timers, so a timer armed
-/// and cancelled per call would cost every call a walk over them.
+/// One timer serves all the calls of the connection (``CallDeadlines``).
 final class ClientCallHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = OutboundCall
@@ -242,13 +240,11 @@ final class ClientCallHandler: ChannelDuplexHandler {
 
     private struct Pending {
         let promise: EventLoopPromise<Envelope>
-        let giveUpAt: NIODeadline
         let deadlineMs: UInt32
     }
 
     private var nextCallID: UInt64 = 1
-    private var pending: [UInt64: Pending] = [:]
-    private var timer: (at: NIODeadline, scheduled: Scheduled<Void>)?
+    private var pending = CallDeadlines<Pending>()
     private var handshakeDone = false
     private var handshakeWaiter: EventLoopPromise<Void>?
     private var failure: Status?
@@ -279,34 +275,23 @@ final class ClientCallHandler: ChannelDuplexHandler {
         let id = nextCallID
         nextCallID += 1
         call.envelope.callID = id
-        pending[id] = Pending(promise: call.promise, giveUpAt: call.giveUpAt, deadlineMs: call.envelope.deadlineMs)
-        if timer.map({ call.giveUpAt < $0.at }) ?? true { armTimer(at: call.giveUpAt, context: context) }
+        pending.add(id, deadline: call.giveUpAt, Pending(promise: call.promise, deadlineMs: call.envelope.deadlineMs),
+                    on: context.eventLoop, expire: giveUp(context: context))
         var buffer = context.channel.allocator.buffer(capacity: 64)
         Frame.write(call.envelope, into: &buffer)
         context.write(wrapOutboundOut(buffer), promise: promise)
     }
 
-    private func armTimer(at: NIODeadline, context: ChannelHandlerContext) {
-        timer?.scheduled.cancel()
+    /// What the give-up timer runs when it fires: fails the calls whose time is up.
+    private func giveUp(context: ChannelHandlerContext) -> @Sendable () -> Void {
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
-        timer = (at, context.eventLoop.scheduleTask(deadline: at) { bound.value.giveUp(context: ctx.value) })
-    }
-
-    /// Fails the calls whose time is up and arms the timer for the next.
-    private func giveUp(context: ChannelHandlerContext) {
-        timer = nil
-        let now = NIODeadline.now()
-        var next: NIODeadline?
-        for (id, call) in pending {
-            guard call.giveUpAt <= now else {
-                next = min(next ?? call.giveUpAt, call.giveUpAt)
-                continue
+        return {
+            let handler = bound.value
+            for (_, call) in handler.pending.expire(on: ctx.value.eventLoop, handler.giveUp(context: ctx.value)) {
+                call.promise.fail(Status(.deadlineExceeded, "no reply within \(call.deadlineMs) ms"))
             }
-            pending.removeValue(forKey: id)
-            call.promise.fail(Status(.deadlineExceeded, "no reply within \(call.deadlineMs) ms"))
         }
-        if let next { armTimer(at: next, context: context) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -322,7 +307,7 @@ final class ClientCallHandler: ChannelDuplexHandler {
             return
         }
         receivedAny = true
-        pending.removeValue(forKey: envelope.callID)?.promise.succeed(envelope)
+        pending.remove(envelope.callID)?.promise.succeed(envelope)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -342,10 +327,6 @@ final class ClientCallHandler: ChannelDuplexHandler {
         if failure == nil { failure = status }
         handshakeWaiter?.fail(status)
         handshakeWaiter = nil
-        timer?.scheduled.cancel()
-        timer = nil
-        let calls = pending
-        pending.removeAll()
-        for call in calls.values { call.promise.fail(status) }
+        for call in pending.removeAll() { call.promise.fail(status) }
     }
 }

@@ -33,17 +33,13 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private var handshakeDone = false
     private var handshakeTimer: Scheduled<Void>?
-    /// Calls in flight by `call_id`.
-    private var inFlight: [UInt64: CallInFlight] = [:]
-    /// Timers are few and lazy, not one per frame or call: a timer pending on an event loop is
-    /// found by a linear search to be cancelled, so cancelling and re-arming one per call would
-    /// cost every call a walk over all the loop's timers. The idle timer runs while the
-    /// connection lives and, when it fires early (frames arrived since it was armed), is armed
-    /// again for what is left; the deadline timer fires at the earliest deadline in flight,
-    /// expires what is due and is armed again for the next.
+    /// Calls in flight by `call_id`, with their deadlines (one timer for all of them).
+    private var inFlight = CallDeadlines<CallInFlight>()
+    /// The idle timer is not re-armed per frame either (an event loop cancels a timer by a linear
+    /// search of its timers): it is armed once and, when it fires early (frames came since), again
+    /// for what is left.
     private var idleTimer: Scheduled<Void>?
     private var lastFrame = NIODeadline.now()
-    private var deadlineTimer: (at: NIODeadline, timer: Scheduled<Void>)?
     private var draining = false
     private var closing = false
     private var pendingFlush = false
@@ -73,9 +69,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         handshakeTimer?.cancel()
         idleTimer?.cancel()
-        deadlineTimer?.timer.cancel()
-        deadlineTimer = nil
-        inFlight.removeAll()
+        _ = inFlight.removeAll()
         context.fireChannelInactive()
     }
 
@@ -149,7 +143,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             reply(context: context, callID: callID, status: Status(.unavailable, "the server is shutting down; retry on a new connection"))
             return
         }
-        guard inFlight[callID] == nil else {
+        guard !inFlight.contains(callID) else {
             reply(context: context, callID: callID, status: Status(.invalidArgument, "call_id \(callID) is already in flight"))
             return
         }
@@ -204,7 +198,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
             do { result = .success(try await handler(body, call)) } catch { result = .failure(error) }
             loop.execute {
                 let handler = bound.value
-                guard handler.inFlight.removeValue(forKey: callID) != nil else { return }  // deadline won
+                guard handler.inFlight.remove(callID) != nil else { return }  // deadline won
                 switch result {
                 case .success(let bytes): handler.reply(context: ctx.value, callID: callID, body: bytes)
                 case .failure(let error): handler.reply(context: ctx.value, callID: callID, status: handler.status(for: error, call: call))
@@ -213,36 +207,26 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
                 handler.afterCall(context: ctx.value)
             }
         }
-        let deadline = NIODeadline.now() + .milliseconds(Int64(deadlineMs))
-        inFlight[callID] = CallInFlight(deadline: deadline, deadlineMs: deadlineMs, task: task, logger: call.logger)
-        if deadlineTimer.map({ deadline < $0.at }) ?? true { armDeadlineTimer(at: deadline, context: context) }
+        inFlight.add(callID, deadline: .now() + .milliseconds(Int64(deadlineMs)),
+                     CallInFlight(deadlineMs: deadlineMs, task: task, logger: call.logger),
+                     on: loop, expire: expiry(context: context))
     }
 
-    /// Arms the deadline timer for `at` (replacing a later one).
-    private func armDeadlineTimer(at: NIODeadline, context: ChannelHandlerContext) {
-        deadlineTimer?.timer.cancel()
+    /// What the deadline timer runs when it fires.
+    private func expiry(context: ChannelHandlerContext) -> @Sendable () -> Void {
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
-        deadlineTimer = (at, context.eventLoop.scheduleTask(deadline: at) { bound.value.expireCalls(context: ctx.value) })
+        return { bound.value.expireCalls(context: ctx.value) }
     }
 
     /// Answers every call whose deadline has passed with `DEADLINE_EXCEEDED` (cancelling its
-    /// task; a late result is dropped), and arms the deadline timer for the next deadline.
+    /// task; a late result is dropped).
     private func expireCalls(context: ChannelHandlerContext) {
-        deadlineTimer = nil
-        let now = NIODeadline.now()
-        var next: NIODeadline?
-        for (callID, call) in inFlight {
-            guard call.deadline <= now else {
-                next = min(next ?? call.deadline, call.deadline)
-                continue
-            }
-            inFlight.removeValue(forKey: callID)
+        for (callID, call) in inFlight.expire(on: context.eventLoop, expiry(context: context)) {
             call.task.cancel()
             call.logger.notice("deadline exceeded", metadata: ["cs.deadline_ms": "\(call.deadlineMs)"])
             reply(context: context, callID: callID, status: Status(.deadlineExceeded, "no answer within \(call.deadlineMs) ms"))
         }
-        if let next { armDeadlineTimer(at: next, context: context) }
         flushIfNeeded(context: context)
         afterCall(context: context)
     }
@@ -319,9 +303,8 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// A call being answered: its deadline and its task, cancelled when the deadline passes first.
+/// A call being answered: its task, cancelled when the deadline passes first.
 private struct CallInFlight {
-    var deadline: NIODeadline
     var deadlineMs: Int
     var task: Task<Void, Never>
     var logger: Logger
