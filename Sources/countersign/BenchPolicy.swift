@@ -58,11 +58,13 @@ struct PlanBench: ParsableCommand {
     }
 
     /// Times `iterations` evaluations of one plan and prints median and p99 of wall and CPU time.
+    /// Each timed evaluation includes making its request, which hashes the plan.
     func time(_ engine: PolicyEngine, label: String, plan: [UInt8], userRequest: String) throws {
-        let req = EvaluationRequest(requestID: "bench", userRequest: userRequest, owner: "bench", plan: plan,
-                                    planFormat: .terraformJSON)
+        func request() -> EvaluationRequest {
+            EvaluationRequest(requestID: "bench", userRequest: userRequest, owner: "bench", plan: plan, planFormat: .terraformJSON)
+        }
         var findings = 0
-        for _ in 0..<3 { findings = try engine.evaluate(req).findings.count }
+        for _ in 0..<3 { findings = try engine.evaluate(request()).findings.count }
         var times: [Double] = []
         var cpu: [Double] = []
         times.reserveCapacity(iterations)
@@ -70,7 +72,7 @@ struct PlanBench: ParsableCommand {
         for _ in 0..<max(1, iterations) {
             let cpuStart = PlanBench.threadCPUms()
             let start = clock.now
-            let d = try engine.evaluate(req)
+            let d = try engine.evaluate(request())
             let elapsed = clock.now - start
             cpu.append(PlanBench.threadCPUms() - cpuStart)
             precondition(d.findings.count == findings)
