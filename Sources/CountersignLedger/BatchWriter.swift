@@ -426,27 +426,27 @@ final class WriteQueue: @unchecked Sendable {
 
     /// Blocks until `target` callers wait, or for at most `window`, or until the queue stops.
     func gather(target: Int, within window: Duration) {
-        let until = Date(timeIntervalSinceNow: Double(window.components.attoseconds) / 1e18 + Double(window.components.seconds))
         condition.lock()
         defer { condition.unlock() }
-        while items.count - head < target && !stopped {
-            wakeAt = target
-            sleeping = true
-            let signalled = condition.wait(until: until)
-            sleeping = false
-            if !signalled { break }
-        }
+        sleep(within: window, wakeAt: target, whenNoneExpected: false) { items.count - head < target }
     }
 
     /// Blocks while announced appends are on their way, until `cap` callers wait, for at most
     /// `window`, or until the queue stops. Returns at once when none is announced.
     func gatherExpected(cap: Int, within window: Duration) {
-        let until = Date(timeIntervalSinceNow: Double(window.components.attoseconds) / 1e18 + Double(window.components.seconds))
         condition.lock()
         defer { condition.unlock() }
-        while announced > 0 && items.count - head < cap && !stopped {
-            wakeAt = cap
-            wakeWhenNoneExpected = true
+        sleep(within: window, wakeAt: cap, whenNoneExpected: true) { announced > 0 && items.count - head < cap }
+    }
+
+    /// Sleeps (the lock held) while `keepWaiting` holds, for at most `window`, until the queue
+    /// stops; a push wakes it once `wakeAt` callers wait, and the last announced append settled
+    /// does too when `whenNoneExpected`.
+    private func sleep(within window: Duration, wakeAt: Int, whenNoneExpected: Bool, while keepWaiting: () -> Bool) {
+        let until = Date(timeIntervalSinceNow: Double(window.components.seconds) + Double(window.components.attoseconds) / 1e18)
+        while keepWaiting() && !stopped {
+            self.wakeAt = wakeAt
+            wakeWhenNoneExpected = whenNoneExpected
             sleeping = true
             let signalled = condition.wait(until: until)
             sleeping = false

@@ -5,9 +5,12 @@ import PostgresNIO
 
 /// Reads of the stored Merkle tree: complete-subtree hashes by primary key.
 enum TreeStore {
+    /// The number of entries (max index + 1), for both kinds of connection.
+    static let sizeSQL = "SELECT coalesce(max(idx) + 1, 0)::int8 FROM entries"
+
     /// Number of entries (max index + 1).
     static func size(_ connection: PostgresConnection, logger: Logger) async throws -> UInt64 {
-        let rows = try await connection.query("SELECT coalesce(max(idx) + 1, 0)::int8 FROM entries", logger: logger)
+        let rows = try await connection.query(PostgresQuery(unsafeSQL: sizeSQL), logger: logger)
         for try await (n,) in rows.decode((Int64,).self) { return UInt64(n) }
         return 0
     }
@@ -29,10 +32,18 @@ enum TreeStore {
     /// The right edge of the committed tree: its size and one complete subtree per set bit.
     static func loadRightEdge(_ connection: PostgresConnection, logger: Logger) async throws -> CompactRange {
         let size = try await self.size(connection, logger: logger)
-        let parts = CompactRange.subtrees(ofSize: size).map { Subtree(level: $0.level, index: $0.index) }
-        let hashes = try await subtreeHashes(connection, parts, logger: logger)
+        return try rightEdge(size: size, hashes: try await subtreeHashes(connection, rightEdgeSubtrees(ofSize: size), logger: logger))
+    }
+
+    /// The complete subtrees that make up the right edge of a tree of `size` leaves.
+    static func rightEdgeSubtrees(ofSize size: UInt64) -> [Subtree] {
+        CompactRange.subtrees(ofSize: size).map { Subtree(level: $0.level, index: $0.index) }
+    }
+
+    /// The right edge from the hashes of ``rightEdgeSubtrees(ofSize:)``, all of which must be stored.
+    static func rightEdge(size: UInt64, hashes: [[UInt8]?]) throws -> CompactRange {
         let present = hashes.compactMap { $0 }
-        guard present.count == parts.count else {
+        guard present.count == hashes.count else {
             throw LedgerError(.corrupt, "the stored tree lacks a subtree of the right edge at size \(size)")
         }
         return try CompactRange(size: size, subtreeHashes: present)
@@ -41,13 +52,13 @@ enum TreeStore {
     /// The right edge of the committed tree, read on the writer's connection (libpq).
     static func loadRightEdge(_ connection: WriterConnection, timeout: Duration, deadline: ContinuousClock.Instant) throws -> CompactRange {
         let what = "reading the tree head"
-        let sized = try connection.query("SELECT coalesce(max(idx) + 1, 0)::int8 FROM entries", what: what, timeout: timeout, deadline: deadline)
+        let sized = try connection.query(sizeSQL, what: what, timeout: timeout, deadline: deadline)
         guard let n = PGBinary.decodeInt8(sized.first?.first ?? nil), n >= 0 else {
             throw LedgerError(.corrupt, "\(what): the ledger size did not decode")
         }
         let size = UInt64(n)
-        let parts = CompactRange.subtrees(ofSize: size).map { Subtree(level: $0.level, index: $0.index) }
-        guard !parts.isEmpty else { return try CompactRange(size: size, subtreeHashes: []) }
+        let parts = rightEdgeSubtrees(ofSize: size)
+        guard !parts.isEmpty else { return try rightEdge(size: size, hashes: []) }
         var levels = PGBinary.Array1D(oid: PGBinary.int2), positions = PGBinary.Array1D(oid: PGBinary.int8)
         for p in parts {
             levels.append(int2: Int16(p.level))
@@ -61,11 +72,7 @@ enum TreeStore {
             }
             hashes[Int(ord) - 1] = row[1]
         }
-        let present = hashes.compactMap { $0 }
-        guard present.count == parts.count else {
-            throw LedgerError(.corrupt, "the stored tree lacks a subtree of the right edge at size \(size)")
-        }
-        return try CompactRange(size: size, subtreeHashes: present)
+        return try rightEdge(size: size, hashes: hashes)
     }
 
     /// ``SubtreeHashesStatement`` for the writer's connection.

@@ -131,8 +131,7 @@ final class WriterConnection {
     ///   closed: nothing more is read from it).
     func execute(_ statement: Prepared, _ parameters: [[UInt8]], what: String, timeout: Duration,
                  deadline: ContinuousClock.Instant) throws -> [[[UInt8]?]] {
-        guard let conn, PQstatus(conn) == CONNECTION_OK else { throw LedgerError.unavailable("\(what): the connection is closed") }
-        do {
+        try run(what) { conn in
             if !prepared.contains(statement.name) {
                 guard PQsendPrepare(conn, statement.name, statement.sql, Int32(parameters.count), nil) == 1 else {
                     throw LedgerError.unavailable("\(what): \(lastError)")
@@ -142,20 +141,25 @@ final class WriterConnection {
             }
             try send(statement.name, parameters, what)
             return try results(what, timeout, deadline)
-        } catch let e as LedgerError where e.code == .unavailable {
-            close()
-            throw e
         }
     }
 
     /// Runs a statement that is not prepared (a one-off read), with binary results.
     func query(_ sql: String, what: String, timeout: Duration, deadline: ContinuousClock.Instant) throws -> [[[UInt8]?]] {
-        guard let conn, PQstatus(conn) == CONNECTION_OK else { throw LedgerError.unavailable("\(what): the connection is closed") }
-        do {
+        try run(what) { conn in
             guard PQsendQueryParams(conn, sql, 0, nil, nil, nil, nil, 1) == 1 else {
                 throw LedgerError.unavailable("\(what): \(lastError)")
             }
             return try results(what, timeout, deadline)
+        }
+    }
+
+    /// Runs `body` on the open connection; closes the connection when it fails with `unavailable`
+    /// (broken, or the deadline passed mid-statement: nothing more may be read from it).
+    private func run(_ what: String, _ body: (OpaquePointer) throws -> [[[UInt8]?]]) throws -> [[[UInt8]?]] {
+        guard let conn, PQstatus(conn) == CONNECTION_OK else { throw LedgerError.unavailable("\(what): the connection is closed") }
+        do {
+            return try body(conn)
         } catch let e as LedgerError where e.code == .unavailable {
             close()
             throw e
