@@ -301,8 +301,11 @@ import Testing
 }
 
 /// Breaks the test token on purpose. SoftHSM is one module per process and the signer
-/// re-initialises it to recover, so scripts/test runs this suite in a process of its own.
-@Suite(.serialized) struct TokenOutageTests {
+/// re-initialises it to recover, so this suite runs only in a process of its own
+/// (``TestEnvironment/runsTokenBreakingSuites``; scripts/test runs it so).
+@Suite(.serialized, .enabled(if: TestEnvironment.runsTokenBreakingSuites,
+                             "breaks the SoftHSM token: run alone with COUNTERSIGN_TEST_TOKEN_BREAKING=1 swift test --filter TokenOutageTests (make test does)"))
+struct TokenOutageTests {
     /// Take the token away mid-run (its folder gone and its sessions closed): the signer reports it (UNAVAILABLE, never an unsigned or
     /// unledgered approval), and when the token is back, decisions resume without a restart.
     /// (SoftHSM keeps a logged-in token's keys in memory, so the signer may recover before the

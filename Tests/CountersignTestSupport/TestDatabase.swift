@@ -25,6 +25,14 @@ public enum TestEnvironment {
     public static let secrets = env["COUNTERSIGN_TEST_PG_SECRETS"] ?? "\(root)/.local/secrets"
     public static let superuser = env["COUNTERSIGN_TEST_PG_SUPERUSER"] ?? "postgres"
 
+    /// Whether the suites that break a SoftHSM token on purpose may run in this process.
+    ///
+    /// SoftHSM is one PKCS#11 module per process, and those suites make their signer re-initialise
+    /// it: every other suite's signer in the same process would lose its sessions mid-test. So they
+    /// run only in a process of their own, which says so with `COUNTERSIGN_TEST_TOKEN_BREAKING=1`
+    /// (scripts/test does, once per suite); a plain `swift test` skips them and says why.
+    public static let runsTokenBreakingSuites = env["COUNTERSIGN_TEST_TOKEN_BREAKING"] == "1"
+
     public static var logger: Logger {
         var l = Logger(label: "tests")
         l.logLevel = .error
