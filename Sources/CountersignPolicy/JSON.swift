@@ -122,6 +122,18 @@ enum JSONValue: Sendable, Hashable {
     }
 }
 
+/// JSON text written outside the policy core (command output, log lines): strings quoted and
+/// escaped exactly as the policy core writes its own (``JSONValue/writeString(_:to:)``), so that
+/// there is one JSON string writer in the product.
+public enum JSONText {
+    /// `s` as a JSON string: in quotes, with `"`, `\` and control characters escaped.
+    public static func quoted(_ s: String) -> String {
+        var out = ""
+        JSONValue.writeString(s, to: &out)
+        return out
+    }
+}
+
 /// The members of a JSON object, in document order.
 ///
 /// Keys are compared as `String`s, exactly as a `[String: JSONValue]` compares them (canonically

@@ -1,3 +1,4 @@
+import CountersignPolicy
 import Foundation
 public import Logging
 import NIOConcurrencyHelpers
@@ -30,26 +31,10 @@ public struct JSONLogHandler: LogHandler {
         var line = "{"
         for (i, (key, value)) in fields.enumerated() {
             if i > 0 { line += "," }
-            line += Self.quote(key) + ":" + Self.quote(value)
+            line += JSONText.quoted(key) + ":" + JSONText.quoted(value)
         }
         line += "}\n"
         Self.lock.withLock { FileHandle.standardError.write(Data(line.utf8)) }
-    }
-
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 
     private static func timestamp() -> String {

@@ -163,28 +163,8 @@ struct PlanCheck: ParsableCommand {
 
     static func jsonText(_ d: Decision) -> String {
         let findings = d.findings.map { f in
-            "{\"rule\":\(q(f.rule)),\"enforcement\":\(q(f.enforcement.rawValue)),\"address\":\(q(f.address)),\"path\":\(q(f.path)),\"message\":\(q(f.message))}"
+            "{\"rule\":\(JSONText.quoted(f.rule)),\"enforcement\":\(JSONText.quoted(f.enforcement.rawValue)),\"address\":\(JSONText.quoted(f.address)),\"path\":\(JSONText.quoted(f.path)),\"message\":\(JSONText.quoted(f.message))}"
         }
-        return "{\"verdict\":\(q(d.verdict.rawValue)),\"cannot_override\":\(d.cannotOverride),\"summary\":\(q(d.summary)),\"findings\":[\(findings.joined(separator: ","))]}"
-    }
-
-    static func q(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    out += String(format: "\\u%04x", u.value)
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
+        return "{\"verdict\":\(JSONText.quoted(d.verdict.rawValue)),\"cannot_override\":\(d.cannotOverride),\"summary\":\(JSONText.quoted(d.summary)),\"findings\":[\(findings.joined(separator: ","))]}"
     }
 }

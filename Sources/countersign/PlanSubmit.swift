@@ -1,5 +1,6 @@
 import ArgumentParser
 import CountersignClient
+import enum CountersignPolicy.JSONText
 import CountersignWire
 import Foundation
 
@@ -59,10 +60,10 @@ struct PlanSubmit: AsyncParsableCommand {
         }
         if json {
             let findings = decision.findings.map { f in
-                "{\"rule\":\(quote(f.rule)),\"enforcement\":\"\(f.enforcement)\",\"address\":\(quote(f.address)),\"path\":\(quote(f.path)),\"message\":\(quote(f.message))}"
+                "{\"rule\":\(JSONText.quoted(f.rule)),\"enforcement\":\"\(f.enforcement)\",\"address\":\(JSONText.quoted(f.address)),\"path\":\(JSONText.quoted(f.path)),\"message\":\(JSONText.quoted(f.message))}"
             }
-            print("{\"request_id\":\(quote(decision.requestID)),\"verdict\":\"\(decision.verdict)\",\"cannot_override\":\(decision.cannotOverride),"
-                  + "\"summary\":\(quote(decision.summary)),\"ledger_index\":\(decision.ledgerIndex),\"key_id\":\"\(decision.keyID)\","
+            print("{\"request_id\":\(JSONText.quoted(decision.requestID)),\"verdict\":\"\(decision.verdict)\",\"cannot_override\":\(decision.cannotOverride),"
+                  + "\"summary\":\(JSONText.quoted(decision.summary)),\"ledger_index\":\(decision.ledgerIndex),\"key_id\":\(JSONText.quoted(decision.keyID)),"
                   + "\"findings\":[\(findings.joined(separator: ","))]}")
         } else {
             print("\(decision.requestID): \(decision.verdict)\(decision.cannotOverride ? " (no one can override)" : "")")
@@ -78,11 +79,5 @@ struct PlanSubmit: AsyncParsableCommand {
         case .escalate: throw ExitCode(2)
         default: throw ExitCode(3)
         }
-    }
-
-    private func quote(_ s: String) -> String {
-        let data = try? JSONSerialization.data(withJSONObject: [s], options: [.fragmentsAllowed])
-        let text = data.map { String(decoding: $0, as: UTF8.self) } ?? "[\"\"]"
-        return String(text.dropFirst().dropLast())
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import CountersignPolicy
 import CountersignRandom
@@ -277,6 +278,16 @@ struct FastPathTests {
             JSONValue.writeString(s, to: &fast)
             JSONValue.writeStringReference(s, to: &reference)
             #expect(Array(fast.utf8) == Array(reference.utf8), "\(s.debugDescription)")
+        }
+    }
+
+    @Test("a string quoted for command output and logs reads back as itself, in another JSON reader")
+    func quotedForOutput() throws {
+        for s in FastPathTests.samples + ["\u{0}", "a\u{1F}b", "\\", "\"", "\u{7F}", "x\ty", "line\nbreak\r", "é/𝄞", "\"},{\"verdict\":\"APPROVED"] {
+            let text = JSONText.quoted(s)
+            let read = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]) as? String
+            #expect(read == s, "\(s.debugDescription) as \(text)")
+            #expect(!text.utf8.dropFirst().dropLast().contains { $0 < 0x20 }, "\(text)")
         }
     }
 
