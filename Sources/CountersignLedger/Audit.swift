@@ -1,6 +1,6 @@
 public import CountersignConfig
 public import CountersignVerify
-public import Foundation
+import Foundation
 public import Logging
 import NIOCore
 import PostgresNIO

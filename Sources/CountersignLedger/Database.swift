@@ -1,4 +1,4 @@
-public import CountersignConfig
+import CountersignConfig
 import Foundation
 import Logging
 import NIOCore

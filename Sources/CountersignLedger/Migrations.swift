@@ -36,7 +36,7 @@ extension Ledger {
                         try await connection.query("INSERT INTO schema_migrations (version, name) VALUES (\(v), \(name))", logger: logger)
                         try await connection.query("COMMIT", logger: logger)
                     } catch {
-                        try? await connection.query("ROLLBACK", logger: logger)
+                        _ = try? await connection.query("ROLLBACK", logger: logger)
                         throw error
                     }
                     logger.info("ledger migration applied", metadata: ["cs.migration": "\(m.version)"])

@@ -1,4 +1,4 @@
-public import struct Foundation.Data
+import struct Foundation.Data
 import Crypto
 
 /// The engine's answer (wire enum `Verdict`).

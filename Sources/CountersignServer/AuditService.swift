@@ -1,5 +1,5 @@
 public import CountersignConfig
-public import CountersignWire
+import CountersignWire
 
 /// The server's version, reported by `Health`.
 public enum CountersignServerVersion {

@@ -1,8 +1,8 @@
 import CountersignConfig
 public import CountersignLedger
-public import CountersignPolicy
+import CountersignPolicy
 public import CountersignVerify
-public import CountersignWire
+import CountersignWire
 import Crypto
 import Foundation
 public import Logging

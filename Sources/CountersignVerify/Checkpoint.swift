@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// A checkpoint in the C2SP tlog-checkpoint text form: the origin line, the tree size in decimal,
 /// the base64 root hash, then optional extension lines, each line ending in `\n`.

@@ -1,4 +1,4 @@
-public import Crypto
+import Crypto
 import _CryptoExtras
 
 /// DSSE (Dead Simple Signing Envelope) pre-authentication encoding, as DESIGN.md fixes it:

@@ -1,4 +1,4 @@
-public import Crypto
+import Crypto
 
 /// RFC 6962 / RFC 9162 Merkle tree hashing and proof verification. Pure: no I/O, no generation
 /// (the ledger generates proofs; anyone verifies them with these functions, offline).

@@ -175,7 +175,7 @@ struct BenchDecisions: AsyncParsableCommand {
         private let lock = NSLock()
         private let handle: FileHandle
         init(path: String) throws {
-            if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+            if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
             guard let h = FileHandle(forWritingAtPath: path) else { throw ValidationError("cannot write \(path)") }
             h.seekToEndOfFile()
             handle = h

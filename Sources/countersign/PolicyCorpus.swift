@@ -261,7 +261,7 @@ struct PolicyCorpus {
 
     static func structural(_ plan: Any, _ format: PlanFormat, _ rng: inout SplitMix64) -> [(String, Any)] {
         var out: [(String, Any)] = []
-        guard var top = plan as? [String: Any] else { return out }
+        guard let top = plan as? [String: Any] else { return out }
         if format == .changesetJSON {
             for action in ["delete_vpc", "create_instance", "modify", "", "scale_up_prod", "remove-rule", "add rule"] {
                 var t = top; t["action"] = action; out.append(("action \(action)", t))

@@ -79,7 +79,7 @@ import Testing
                     let untrusted = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: stranger.trusted, origin: "test.local/ledger", logger: TestEnvironment.logger)
                     #expect(untrusted.problem?.index == 0)
                     let path = NSTemporaryDirectory() + "ledger-export-\(UUID()).txt"
-                    FileManager.default.createFile(atPath: path, contents: nil)
+                    _ = FileManager.default.createFile(atPath: path, contents: nil)
                     let handle = try #require(FileHandle(forWritingAtPath: path))
                     let exported = try await LedgerAudit.export(database: db.settings, to: handle, logger: TestEnvironment.logger)
                     try handle.close()

@@ -1,4 +1,4 @@
-public import CountersignVerify
+import CountersignVerify
 
 /// A reference RFC 6962 implementation straight from the recursive definitions (RFC 9162 §2.1),
 /// memoised per subtree, used to check generated proofs.
