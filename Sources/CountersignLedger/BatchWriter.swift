@@ -172,6 +172,7 @@ final class BatchWriter: @unchecked Sendable {
             var next = try write(entries)
             LedgerMetrics.commit.record(duration: ContinuousClock.now - started)
             LedgerMetrics.batchEntries.record(entries.count)
+            LedgerMetrics.size.record(Int64(next) + Int64(entries.count))
             for p in batch {
                 let indices = (0..<p.entries.count).map { next + UInt64($0) }
                 next += UInt64(p.entries.count)
@@ -235,10 +236,12 @@ final class BatchWriter: @unchecked Sendable {
     }
 }
 
-/// The writer's metrics: how long each batch takes to commit, and how many entries it holds.
+/// The writer's metrics: how long each batch takes to commit, how many entries it holds, and the
+/// ledger's size once it has committed (``Ledger/ledgerSizeMetric``).
 enum LedgerMetrics {
     static let commit = Metrics.Timer(label: "countersign_ledger_commit_duration_seconds", preferredDisplayUnit: .seconds)
     static let batchEntries = Recorder(label: "countersign_ledger_batch_entries")
+    static let size = Gauge(label: Ledger.ledgerSizeMetric)
 }
 
 /// The append of one batch: one statement (so one transaction), prepared once per connection.

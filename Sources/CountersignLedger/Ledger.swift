@@ -1,6 +1,6 @@
 public import CountersignConfig
 public import CountersignVerify
-public import Foundation
+import Foundation
 public import Logging
 import NIOCore
 import PostgresNIO
@@ -37,6 +37,10 @@ public final class Ledger: Sendable {
 
         public static let defaults = Options()
     }
+
+    /// The gauge of the ledger's size (entries), recorded by the writer after every commit. The
+    /// node records it too when it becomes active, before it has appended anything.
+    public static let ledgerSizeMetric = "countersign_ledger_size"
 
     public let database: DatabaseSettings
     public let settings: LedgerSettings

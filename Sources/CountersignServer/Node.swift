@@ -93,7 +93,8 @@ final class LeaseKeeper: Service, Sendable {
     let logger: Logger
     private let box = NIOLockedValueBox(State())
     private let leaderGauge = Gauge(label: "countersign_leader")
-    private let sizeGauge = Gauge(label: "countersign_ledger_size")
+    /// Recorded here once, when this node becomes active; the ledger's writer records every commit.
+    private let sizeGauge = Gauge(label: Ledger.ledgerSizeMetric)
 
     init(ledger: Ledger, holder: String, ttl: Duration = .seconds(10), alerts: Alerter? = nil, logger: Logger) {
         self.ledger = ledger
@@ -118,12 +119,12 @@ final class LeaseKeeper: Service, Sendable {
                         return s.holding
                     }
                     if !was {
+                        self.sizeGauge.record(Int64(size))
                         self.logger.info("holding the ledger lease", metadata: ["cs.epoch": "\(lease.epoch)"])
                         self.alerts?.post(Alert(.failover, "\(self.holder) is now active (holds the ledger lease, epoch \(lease.epoch))",
                                                 details: ["epoch": "\(lease.epoch)", "holder": self.holder]))
                     }
                     self.leaderGauge.record(1)
-                    self.sizeGauge.record(Int64(size))
                 } catch {
                     let was = self.box.withLockedValue { s -> Bool in
                         defer { s.holding = false }
