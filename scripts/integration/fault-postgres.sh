@@ -32,30 +32,9 @@ echo "    PostgreSQL started again"
 wait "$load"; load=""
 sed 's/^/    /' "$work/bench.out"
 
-approved=$(awk -F'\t' '$3 == "APPROVED"' "$work/approvals.tsv" | sort > "$work/approved.tsv"; wc -l < "$work/approved.tsv")
-check "decisions were approved during the run ($approved)" "$([ "$approved" -gt 0 ]; echo $?)"
-psql_super -d "$db" -At -F $'\t' -c "SELECT request_id, idx, encode(sha256(statement), 'hex') FROM entries WHERE kind = 'decision'" \
-  | sort > "$work/ledger.tsv"
-missing=$(awk -F'\t' 'NR == FNR { row[$1] = $2 "\t" $3; next } !($1 in row) || row[$1] != $2 "\t" $4' \
-  "$work/ledger.tsv" "$work/approved.tsv" | wc -l)
-check "every APPROVED reply has its ledger row with the same statement and index (missing: $missing)" "$([ "$missing" -eq 0 ]; echo $?)"
-
-ok=1
-for _ in $(seq 30); do
-  rc=0
-  "$BIN" plan submit --config "$config" --plan "$ROOT/../shared/fixtures/terraform/public/bridgecrewio_checkov-plan-change-keys.json" \
-    --request "change the database security group rules" --owner maria.lopez@acmetech.example --deadline-ms 3000 >/dev/null 2>&1 || rc=$?
-  # 0 APPROVED, 2 ESCALATE, 3 VETO: a signed, ledgered decision either way; 1 is UNAVAILABLE.
-  if [ "$rc" -eq 0 ] || [ "$rc" -eq 2 ] || [ "$rc" -eq 3 ]; then ok=0; break; fi
-  sleep 0.5
-done
-check "the node decides again without a restart" "$ok"
-
-"$BIN" keys export-public --config "$config" --first --output "$work/first.pem" >/dev/null
-rc=0
-"$BIN" ledger verify --config "$config" --trusted-key "$work/first.pem" >"$work/verify.out" 2>&1 || rc=$?
-check "ledger verify after the outage" "$rc"
-[ "$rc" -eq 0 ] || sed 's/^/    /' "$work/verify.out"
+check_approvals_ledgered "$work/approvals.tsv"
+check_decides_again "the node decides again without a restart"
+check_ledger_verifies "ledger verify after the outage"
 echo "fault: the load generator when its node goes away"
 "$BIN" bench decisions --config "$config" --connections 4 --seconds 3 >"$work/gone.out" 2>&1 &
 load=$!

@@ -12,6 +12,13 @@
 #                           20 s later
 #   scratch_cleanup         stops the node, drops the database, removes $config and $work
 #   check LABEL STATUS      prints "ok" or "FAIL" and counts into $passed and $failed
+#   check_approvals_ledgered RECORD
+#                           checks that RECORD (`bench decisions --record`) has APPROVED replies and
+#                           that each has its ledger row with the same index and statement
+#   check_decides_again LABEL
+#                           checks that the node answers a plan with a signed decision within 15 s
+#   check_ledger_verifies LABEL
+#                           checks that `countersign ledger verify` accepts the ledger
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 LOCAL="$ROOT/.local"
 BIN="${COUNTERSIGN_BIN:-$ROOT/.build/debug/countersign}"
@@ -74,4 +81,36 @@ scratch_cleanup() {
   fi
   rm -rf "$work"
   [ -z "$config" ] || rm -f "$config"
+}
+
+check_approvals_ledgered() {
+  local approved missing
+  approved=$(awk -F'\t' '$3 == "APPROVED"' "$1" | sort > "$work/approved.tsv"; wc -l < "$work/approved.tsv")
+  check "decisions were approved during the run ($approved)" "$([ "$approved" -gt 0 ]; echo $?)"
+  psql_super -d "$db" -At -F $'\t' -c "SELECT request_id, idx, encode(sha256(statement), 'hex') FROM entries WHERE kind = 'decision'" \
+    | sort > "$work/ledger.tsv"
+  missing=$(awk -F'\t' 'NR == FNR { row[$1] = $2 "\t" $3; next } !($1 in row) || row[$1] != $2 "\t" $4' \
+    "$work/ledger.tsv" "$work/approved.tsv" | wc -l)
+  check "every APPROVED reply has its ledger row with the same statement and index (missing: $missing)" "$([ "$missing" -eq 0 ]; echo $?)"
+}
+
+check_decides_again() {
+  local ok=1 rc
+  for _ in $(seq 30); do
+    rc=0
+    "$BIN" plan submit --config "$config" --plan "${COUNTERSIGN_SHARED:-$ROOT/../shared}/fixtures/terraform/public/bridgecrewio_checkov-plan-change-keys.json" \
+      --request "change the database security group rules" --owner maria.lopez@acmetech.example --deadline-ms 3000 >/dev/null 2>&1 || rc=$?
+    # 0 APPROVED, 2 ESCALATE, 3 VETO: a signed, ledgered decision either way; 1 is UNAVAILABLE.
+    if [ "$rc" -eq 0 ] || [ "$rc" -eq 2 ] || [ "$rc" -eq 3 ]; then ok=0; break; fi
+    sleep 0.5
+  done
+  check "$1" "$ok"
+}
+
+check_ledger_verifies() {
+  local rc=0
+  "$BIN" keys export-public --config "$config" --first --output "$work/first.pem" >/dev/null
+  "$BIN" ledger verify --config "$config" --trusted-key "$work/first.pem" >"$work/verify.out" 2>&1 || rc=$?
+  check "$1" "$rc"
+  [ "$rc" -eq 0 ] || sed 's/^/    /' "$work/verify.out"
 }
