@@ -23,7 +23,7 @@ struct BenchDecisions: AsyncParsableCommand {
             answers (closed loop, --in-flight calls per connection) or at a fixed --rate (open loop, \
             latency measured from each call's scheduled start). Prints decisions per second, latency \
             p50/p99/p99.9 (HdrHistogram) and, from the node's /metrics, the mean time spent in policy, \
-            signing and appending. `make bench` starts the dev node and runs the standard set.
+            signing and appending. A call that fails (UNAVAILABLE, a deadline) counts as an error and             the connection goes on; a connection that closes (the node stopped) sends nothing more, and             the summary says how many were lost. `make bench` starts the dev node and runs the standard             set.
             """)
 
     @OptionGroup var client: ClientOptions
@@ -109,11 +109,12 @@ struct BenchDecisions: AsyncParsableCommand {
         let elapsed = (ContinuousClock.now - start).seconds
         printer?.cancel()
         let after = await Self.scrape(metricsAddress)
+        let lost = clients.filter { !$0.isActive }.count
         for c in clients { await c.close() }
         let done = Double(histogram.totalCount)
-        print(String(format: "decisions: %d connections, %@: %.0f decisions/s (%d signed and ledgered, %d errors, %.1f s)",
+        print(String(format: "decisions: %d connections, %@: %.0f decisions/s (%d signed and ledgered, %d errors%@, %.1f s)",
                      connections, rate > 0 ? "offered \(rate)/s" : "\(inFlight) in flight each" as NSString,
-                     done / elapsed, Int(done), errors, elapsed))
+                     done / elapsed, Int(done), errors, lost > 0 ? ", \(lost) connections lost" as NSString : "" as NSString, elapsed))
         print(String(format: "  latency: p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms",
                      Double(histogram.valueAtPercentile(50)) / 1000, Double(histogram.valueAtPercentile(99)) / 1000,
                      Double(histogram.valueAtPercentile(99.9)) / 1000, Double(histogram.max) / 1000))
@@ -260,6 +261,12 @@ struct BenchDecisions: AsyncParsableCommand {
                     self.perSecond.record(second: Int((now - self.start).microseconds / 1_000_000), microseconds: us)
                 case .failure:
                     self.outcome.errors += 1
+                    // The connection is gone (the node stopped or was killed): this slot ends here
+                    // rather than fail call after call on it until the end of the run.
+                    guard self.client.isActive else {
+                        self.done.succeed(self.outcome)
+                        return
+                    }
                 }
                 if let interval = self.interval { self.next = self.next + interval }
                 // Through the loop's queue, not straight from here: a call on a closed connection
