@@ -23,7 +23,10 @@ struct BenchDecisions: AsyncParsableCommand {
             answers (closed loop, --in-flight calls per connection) or at a fixed --rate (open loop, \
             latency measured from each call's scheduled start). Prints decisions per second, latency \
             p50/p99/p99.9 (HdrHistogram) and, from the node's /metrics, the mean time spent in policy, \
-            signing and appending. A call that fails (UNAVAILABLE, a deadline) counts as an error and             the connection goes on; a connection that closes (the node stopped) sends nothing more, and             the summary says how many were lost. `make bench` starts the dev node and runs the standard             set.
+            signing and appending. A call that fails (UNAVAILABLE, a deadline) counts as an error and \
+            the connection goes on; a connection that closes (the node stopped) sends nothing more, and \
+            the summary says how many were lost. `make bench` starts the dev node and runs the standard \
+            set.
             """)
 
     @OptionGroup var client: ClientOptions
