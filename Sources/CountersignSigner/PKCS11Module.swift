@@ -25,6 +25,11 @@ final class PKCS11Module: @unchecked Sendable {
         registryLock.lock()
         defer { registryLock.unlock() }
         if let conf = softHSM2Conf {
+            // SoftHSM answers a configuration it cannot read with CKR_GENERAL_ERROR from
+            // C_Initialize, which names neither the file nor the setting: say both here.
+            guard FileManager.default.isReadableFile(atPath: conf) else {
+                throw SignerError(.unavailable, "cannot read the SoftHSM configuration \(conf) (token.softhsm2_conf)")
+            }
             if let existing = Self.softHSM2Conf, existing != conf {
                 throw SignerError(.invalidArgument,
                                   "this process already uses SOFTHSM2_CONF \(existing); one SoftHSM configuration per process")

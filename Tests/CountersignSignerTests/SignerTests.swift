@@ -293,4 +293,35 @@ struct TokenTests {
         #expect(CKR.name(0xA0) == "CKR_PIN_INCORRECT")
         #expect(CKR.name(0x7FFF_FFFF) == "CKR_0x7fffffff")
     }
+
+    /// An error names its return value for every value the PKCS#11 header defines (the table was
+    /// once made from the hexadecimal defines only, and CKR_GENERAL_ERROR showed as CKR_0x5).
+    @Test func everyReturnValueOfTheHeaderHasItsName() throws {
+        let header = try String(contentsOfFile: "/usr/include/p11-kit-1/p11-kit/pkcs11.h", encoding: .utf8)
+        var defined = 0
+        for line in header.split(separator: "\n") where line.hasPrefix("#define CKR_") {
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard fields.count >= 3, fields[2].hasPrefix("("), fields[2].hasSuffix("UL)") else { continue }  // CKR_VENDOR_DEFINED
+            let literal = fields[2].dropFirst().dropLast(3)
+            let value = literal.hasPrefix("0x") ? UInt(literal.dropFirst(2), radix: 16) : UInt(literal)
+            let rv = try #require(value, "\(line)")
+            #expect(CKR.name(rv) == String(fields[1]), "\(line)")
+            defined += 1
+        }
+        #expect(defined >= 90, "only \(defined) CKR_ defines read from the header")
+        #expect(CKR.name(UInt(CKR_GENERAL_ERROR)) == "CKR_GENERAL_ERROR")
+    }
+}
+
+@Suite struct ModuleConfigurationTests {
+    /// SoftHSM itself would answer CKR_GENERAL_ERROR from C_Initialize, naming nothing.
+    @Test func aSoftHSMConfigurationThatCannotBeReadIsNamed() {
+        let missing = "/nonexistent/countersign-test/softhsm2.conf"
+        #expect {
+            _ = try PKCS11Module.shared(path: "/usr/lib/softhsm/libsofthsm2.so", softHSM2Conf: missing)
+        } throws: { error in
+            guard let e = error as? SignerError else { return false }
+            return e.code == .unavailable && e.description.contains(missing) && e.description.contains("token.softhsm2_conf")
+        }
+    }
 }
