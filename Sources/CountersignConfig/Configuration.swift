@@ -295,6 +295,14 @@ public struct DatabaseSettings: Sendable, Hashable {
         if case .unixSocket(let directory, let port) = endpoint { return "\(directory)/.s.PGSQL.\(port)" }
         return nil
     }
+
+    /// Where the database is, for messages: the socket file, or host:port.
+    public var address: String {
+        switch endpoint {
+        case .unixSocket: socketPath!
+        case .tcp(let host, let port): HostPort(host: host, port: port).description
+        }
+    }
 }
 
 /// The ledger. Defaults: ``defaults``.

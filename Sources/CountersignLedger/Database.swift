@@ -82,7 +82,7 @@ enum Database {
             let loop = eventLoop ?? PostgresConnection.defaultEventLoopGroup.any()
             return try await PostgresConnection.connect(on: loop, configuration: config, id: nextID(), logger: logger)
         } catch {
-            throw map(error, "cannot connect to the ledger database as \(role.rawValue)")
+            throw map(error, "cannot connect to the ledger database \(settings.database) at \(settings.address) as \(role.rawValue)")
         }
     }
 
@@ -95,6 +95,11 @@ enum Database {
         if let p = error as? PSQLError, let state = p.serverInfo?[.sqlState] {
             return map(sqlState: state, message: p.serverInfo?[.message] ?? "", constraint: p.serverInfo?[.constraintName],
                        context, cause: error, file: file, line: line)
+        }
+        // A connection that could not be made says why (no such socket, refused, timed out):
+        // PostgresNIO's own description of the error leaves that out.
+        if let p = error as? PSQLError, let underlying = p.underlying {
+            return LedgerError(.unavailable, "\(context): database unavailable: \(underlying)", cause: error, file: file, line: line)
         }
         return LedgerError(.unavailable, "\(context): database unavailable", cause: error, file: file, line: line)
     }
@@ -116,11 +121,17 @@ enum Database {
             return LedgerError(.unavailable, "\(context): the database statement timed out", cause: cause, file: file, line: line)
         case "42501":
             return LedgerError(.invalidArgument, "\(context): permission denied: \(msg)", cause: cause, file: file, line: line)
+        case _ where state.hasPrefix("28"):
+            // Invalid authorization (a wrong password, a role that may not log in): the server's
+            // words name the role; the fix is in the configuration's database section.
+            return LedgerError(.unavailable, "\(context): the database refused the login (\(state)): \(msg); check that role's password_file",
+                               cause: cause, file: file, line: line)
         default:
+            let detail = msg.isEmpty ? "" : ": \(msg)"
             if state.hasPrefix("08") || state.hasPrefix("53") || state.hasPrefix("57") || state.hasPrefix("58") {
-                return LedgerError(.unavailable, "\(context): database unavailable (\(state))", cause: cause, file: file, line: line)
+                return LedgerError(.unavailable, "\(context): database unavailable (\(state))\(detail)", cause: cause, file: file, line: line)
             }
-            return LedgerError(.unavailable, "\(context): database error \(state)", cause: cause, file: file, line: line)
+            return LedgerError(.unavailable, "\(context): database error \(state)\(detail)", cause: cause, file: file, line: line)
         }
     }
 }

@@ -226,6 +226,23 @@ public final class Ledger: Sendable {
     // MARK: Reads
 
     /// Number of committed entries (the tree size).
+    /// Why a new connection to the database fails, or nil when one can be made (and is closed at
+    /// once). The read pool only waits when it cannot connect (PostgresNIO retries quietly), so a
+    /// read that times out says nothing of a refused login or a missing socket: this does. Bounded
+    /// by ``Options/timeout``.
+    public func connectionProblem() async -> LedgerError? {
+        let database = self.database, role = self.role, timeout = options.timeout, logger = self.logger
+        do {
+            try await bounded("connecting to the ledger database as \(role.rawValue)", timeout: timeout) {
+                let connection = try await Database.connect(database, role, timeout: timeout, logger: logger)
+                try? await connection.close()
+            }
+            return nil
+        } catch {
+            return Database.map(error, "connecting to the ledger database as \(role.rawValue)")
+        }
+    }
+
     public func size() async throws -> UInt64 {
         try await read("reading the ledger size") { c, l in try await TreeStore.size(c, logger: l) }
     }

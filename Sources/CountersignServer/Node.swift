@@ -54,14 +54,14 @@ public struct Node: Sendable {
                                        leaseKeeper, keyring, server]
         if let registry = metrics, let address = configuration.node.metricsListen {
             services.append(MetricsEndpoint(address: address, registry: registry, logger: logger) {
+                // Every part that stops this node from deciding, not only the first.
                 let lease = leaseKeeper.state
-                if case .invalid(let reason) = policy.state { return (false, "policy: \(reason)") }
-                if !signer.hasActiveKey { return (false, "signer: no active key (the keyring is not loaded yet)") }
-                switch (signer.availability.isAvailable, lease.holding) {
-                case (true, true): return (true, "")
-                case (false, _): return (false, "signer: \(signer.availability)")
-                case (_, false): return (false, "this node does not hold the ledger lease (standby, or the database is unreachable)")
-                }
+                var problems: [String] = []
+                if case .invalid(let reason) = policy.state { problems.append("policy: \(reason)") }
+                if !signer.hasActiveKey { problems.append("signer: no active key (the keyring is not loaded yet)") }
+                if !signer.availability.isAvailable { problems.append("signer: \(signer.availability)") }
+                if !lease.holding { problems.append("this node does not hold the ledger lease: \(lease.problem ?? "not taken yet")") }
+                return (problems.isEmpty, problems.joined(separator: "; "))
             })
         }
         return Node(services: services, server: server)
@@ -84,6 +84,11 @@ final class LeaseKeeper: Service, Sendable {
         var holding = false
         var epoch: UInt64 = 0
         var treeSize: UInt64 = 0
+        /// Why the last attempt to take or renew the lease failed (nil once it succeeds): another
+        /// node holds it, or what stops this one from reaching the database.
+        var problem: String?
+        /// The kind of that failure: a standby is logged once, not at each renewal it sees.
+        var problemCode: LedgerError.Code?
     }
 
     let ledger: Ledger
@@ -115,7 +120,7 @@ final class LeaseKeeper: Service, Sendable {
                         : try await self.ledger.acquireLease(holder: self.holder, ttl: self.ttl)
                     let size = try await self.ledger.size()
                     let was = self.box.withLockedValue { s -> Bool in
-                        defer { s = State(holding: true, epoch: lease.epoch, treeSize: size) }
+                        defer { s = State(holding: true, epoch: lease.epoch, treeSize: size, problem: nil) }
                         return s.holding
                     }
                     if !was {
@@ -126,9 +131,19 @@ final class LeaseKeeper: Service, Sendable {
                     }
                     self.leaderGauge.record(1)
                 } catch {
-                    let was = self.box.withLockedValue { s -> Bool in
-                        defer { s.holding = false }
-                        return s.holding
+                    // A node that held the lease tries again at once; one that did not asks why.
+                    let held = self.state.holding
+                    let problem = held ? "\(error)" : await self.problem(error)
+                    let code = (error as? LedgerError)?.code
+                    let (was, before, beforeCode) = self.box.withLockedValue { s -> (Bool, String?, LedgerError.Code?) in
+                        defer { s.holding = false; s.problem = problem; s.problemCode = code }
+                        return (s.holding, s.problem, s.problemCode)
+                    }
+                    // Said once per cause, not at every attempt: a standby waits here for good.
+                    if !was && code == .leaseLost && beforeCode != .leaseLost {
+                        self.logger.info("standby", metadata: ["cs.reason": "\(problem)"])
+                    } else if !was && code != .leaseLost && problem != before {
+                        self.logger.error("cannot take the ledger lease", metadata: ["cs.reason": "\(problem)"])
                     }
                     if was {
                         self.logger.error("lost the ledger lease", metadata: ["cs.error": "\(error)"])
@@ -143,6 +158,14 @@ final class LeaseKeeper: Service, Sendable {
                 try? await Task.sleep(for: self.ttl / 3)
             }
         }
+    }
+
+    /// What a failed lease attempt tells an operator. A read that timed out says only that; a new
+    /// connection says why (a refused login, no such socket), so ask for one.
+    private func problem(_ error: any Error) async -> String {
+        guard let e = error as? LedgerError else { return "\(error)" }
+        if e.code == .unavailable, let cause = await ledger.connectionProblem() { return cause.message }
+        return e.message
     }
 }
 

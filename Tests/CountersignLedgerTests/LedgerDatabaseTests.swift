@@ -323,6 +323,32 @@ import Testing
         #expect(ContinuousClock.now - start < .seconds(5))
     }
 
+    /// A read through the pool only times out when no connection can be made; a new connection
+    /// says why, naming the database's address, the role and the server's own words.
+    @Test func aConnectionProblemIsNamed() async throws {
+        let good = TestEnvironment.settings(database: "countersign")
+        let ledger = try Ledger(database: good, options: .init(timeout: .seconds(2)), logger: TestEnvironment.logger)
+        #expect(await ledger.connectionProblem() == nil)
+
+        let wrong = FileManager.default.temporaryDirectory.appendingPathComponent("cs-wrong-\(UUID())").path
+        try "not-the-password".write(toFile: wrong, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: wrong) }
+        var refused = good
+        refused.writer = DatabaseCredentials(user: good.writer.user, password: .file(wrong))
+        let login = await (try Ledger(database: refused, options: .init(timeout: .seconds(2)), logger: TestEnvironment.logger)).connectionProblem()
+        #expect(login?.code == .unavailable)
+        #expect(login?.message.contains("28P01") == true, "\(String(describing: login))")
+        #expect(login?.message.contains("password authentication failed for user \"\(good.writer.user)\"") == true, "\(String(describing: login))")
+        #expect(login?.message.contains(good.socketPath!) == true, "\(String(describing: login))")
+
+        var nowhere = good
+        nowhere.endpoint = .unixSocket(directory: "/nonexistent-\(UUID())", port: 5432)
+        let socket = await (try Ledger(database: nowhere, options: .init(timeout: .seconds(2)), logger: TestEnvironment.logger)).connectionProblem()
+        #expect(socket?.code == .unavailable)
+        #expect(socket?.message.contains(nowhere.socketPath!) == true, "\(String(describing: socket))")
+        #expect(socket?.message.contains("No such file or directory") == true, "\(String(describing: socket))")
+    }
+
     /// A read whose query hangs ends with `unavailable` at its deadline, without waiting for the
     /// query; the pool goes on serving reads.
     @Test func aReadThatHangsEndsAtItsDeadline() async throws {
