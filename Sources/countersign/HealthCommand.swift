@@ -1,6 +1,8 @@
 import ArgumentParser
 import CountersignClient
+import enum CountersignPolicy.JSONText
 import CountersignWire
+import Foundation
 
 struct Health: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -42,17 +44,19 @@ struct Health: AsyncParsableCommand {
         do {
             connection = try await CountersignClient.connect(configuration)
         } catch {
-            if wait == 0 { print("countersign health: \(error)") }
+            if wait == 0 { FileHandle.standardError.write(Data("countersign health: \(error)\n".utf8)) }
             throw ExitCode.failure
         }
         do {
             let h = try await connection.health()
             if json {
+                // The strings come from the server: quoted, so that none of them can end the JSON early.
+                let q = JSONText.quoted
                 print("""
-                    {"node":"\(h.node)","role":"\(h.role)","version":"\(h.version)","active_address":"\(h.activeAddress)",\
+                    {"node":\(q(h.node)),"role":\(q(h.role)),"version":\(q(h.version)),"active_address":\(q(h.activeAddress)),\
                     "epoch":\(h.epoch),"signer_available":\(h.signerAvailable),"ledger_available":\(h.ledgerAvailable),\
-                    "tree_size":\(h.treeSize),"principal":"\(h.principal)","policy_available":\(h.policyAvailable),\
-                    "policy_sha256":"\(h.policySHA256)"}
+                    "tree_size":\(h.treeSize),"principal":\(q(h.principal)),"policy_available":\(h.policyAvailable),\
+                    "policy_sha256":\(q(h.policySHA256))}
                     """)
             } else {
                 print("\(h.node) at \(configuration.host):\(configuration.port): \(h.role), version \(h.version)")
@@ -67,7 +71,7 @@ struct Health: AsyncParsableCommand {
             throw exit
         } catch {
             await connection.close()
-            print("countersign health: \(error)")
+            FileHandle.standardError.write(Data("countersign health: \(error)\n".utf8))
             throw ExitCode.failure
         }
     }

@@ -55,7 +55,7 @@ struct PlanSubmit: AsyncParsableCommand {
             await connection.close()
         } catch {
             await connection.close()
-            print("countersign plan submit: \(error)")
+            FileHandle.standardError.write(Data("countersign plan submit: \(error)\n".utf8))
             throw ExitCode.failure
         }
         if json {
