@@ -52,8 +52,10 @@ python3 -c 'import json, sys; json.dump(json.load(open(sys.argv[1]))["request"][
 submit() { "$BIN" plan submit --config "$config" --address "127.0.0.1:$port" --plan "$plan" \
              --request "Add a new microsegment for machine learning workloads with GPU instances" \
              --owner maria.lopez@acmetech.example --deadline-ms 5000 "$@" >>"$work/refused.log" 2>&1; }
-rc=0; submit --identity unpinned || rc=$?
-check "a client whose key is not pinned is refused (exit 1)" "$([ "$rc" = 1 ]; echo $?)"
+rc=0; "$BIN" plan submit --config "$config" --address "127.0.0.1:$port" --plan "$plan" --request "x" \
+  --owner maria.lopez@acmetech.example --identity unpinned >"$work/refused.out" 2>"$work/refused.err" || rc=$?
+check "a client whose key is not pinned is refused (exit 1), saying so on stderr only" \
+  "$([ "$rc" = 1 ] && [ ! -s "$work/refused.out" ] && grep -q "countersign plan submit: " "$work/refused.err"; echo $?)"
 rc=0; submit --cert "$LOCAL/pki/rogue-client.crt" --key "$LOCAL/pki/rogue-client.key" || rc=$?
 check "a client from an unknown CA is refused (exit 1)" "$([ "$rc" = 1 ]; echo $?)"
 
@@ -84,6 +86,10 @@ check "countersign_ledger_size ($size) is the ledger's size ($rows entries)" \
 check "countersign_leader is 1 on the node that holds the lease" "$([ "$(metric countersign_leader)" = 1.0 ] || [ "$(metric countersign_leader)" = 1 ]; echo $?)"
 got=$(status "$mport" GET /healthz)
 check "/healthz of the active node: 200 ok ($got)" "$([ "$got" = "200 ok" ]; echo $?)"
+rc=0
+"$BIN" health --config "$config" --address "127.0.0.1:$port" --identity auditor --json >"$work/health.json" || rc=$?
+check "countersign health --json: JSON, active, the node's name" \
+  "$([ "$rc" = 0 ] && python3 -c 'import json, sys; h = json.load(open(sys.argv[1])); sys.exit(not (h["role"] == "active" and h["node"] == "metrics" and h["ledger_available"]))' "$work/health.json"; echo $?)"
 got=$(status "$mport" GET /nothing)
 check "another path: 404 ($got)" "$([ "${got%% *}" = 404 ]; echo $?)"
 got=$(status "$mport" POST /metrics)
