@@ -101,7 +101,7 @@ public final class CountersignClient: Sendable {
         do {
             channel = try await bootstrap.connect(host: configuration.host, port: configuration.port).get()
         } catch {
-            throw Status(.unavailable, "cannot connect to \(configuration.host):\(configuration.port): \(error)")
+            throw Status(.unavailable, "cannot connect to \(configuration.host):\(configuration.port): \(Self.reason(error))")
         }
         // Wait for the handshake: a refused certificate must fail here, not on the first call.
         let handshake = channel.eventLoop.makePromise(of: Void.self)
@@ -121,7 +121,7 @@ public final class CountersignClient: Sendable {
             timeout.cancel()
             try? await channel.close()
             if let status = error as? Status { throw status }
-            throw Status(.unavailable, "TLS handshake with \(configuration.host):\(configuration.port) failed: \(error)")
+            throw Status(.unavailable, "TLS handshake with \(configuration.host):\(configuration.port) failed: \(Self.reason(error))")
         }
         return CountersignClient(channel: channel, configuration: configuration)
     }
@@ -178,6 +178,44 @@ public final class CountersignClient: Sendable {
     }
 
     /// The event loop of this connection: where ``send(method:body:deadline:)`` completes.
+    /// Why a connection could not be made, in a few words ("connection refused", "timed out",
+    /// "cannot resolve the host: …") rather than NIO's nested description of every attempt.
+    static func reason(_ error: any Error) -> String {
+        if let e = error as? NIOConnectionError {
+            if let dns = e.dnsAError ?? e.dnsAAAAError { return "cannot resolve the host: \(dns)" }
+            var reasons: [String] = []
+            for attempt in e.connectionErrors {
+                let r = reason(attempt.error)
+                if !reasons.contains(r) { reasons.append(r) }
+            }
+            return reasons.isEmpty ? "\(e)" : reasons.joined(separator: "; ")
+        }
+        if let io = error as? IOError { return String(cString: strerror(io.errnoCode)).lowercased() }
+        if let text = Self.boringSSLText(error) {
+            if text.contains("CERTIFICATE_VERIFY_FAILED") {
+                return "TLS handshake failed: the server's certificate does not chain to the CA this client trusts"
+            }
+            if text.contains("ALERT_UNKNOWN_CA") || text.contains("ALERT_BAD_CERTIFICATE") || text.contains("CERTIFICATE_REQUIRED")
+                || text.contains("ALERT_CERTIFICATE_UNKNOWN") {
+                return "TLS handshake failed: the server refused this client's certificate"
+            }
+            if text.contains("WRONG_VERSION_NUMBER") { return "TLS handshake failed: the other end does not speak TLS" }
+            return "TLS handshake failed: \(text)"
+        }
+        if let c = error as? ChannelError, case .connectTimeout(let after) = c {
+            return "timed out after \(after.nanoseconds / 1_000_000) ms"
+        }
+        return "\(error)"
+    }
+
+    /// BoringSSL's reasons behind a handshake error (TLS 1.3 reports a refused client certificate
+    /// after the client's side of the handshake, so it arrives as an `sslError`).
+    private static func boringSSLText(_ error: any Error) -> String? {
+        if let tls = error as? NIOSSLError, case .handshakeFailed(let boring) = tls { return "\(boring)" }
+        if let boring = error as? BoringSSLError { return "\(boring)" }
+        return nil
+    }
+
     public var eventLoop: any EventLoop { channel.eventLoop }
 
     /// Sends a typed request and decodes the typed reply.
@@ -311,7 +349,7 @@ final class ClientCallHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        let status = (error as? Status) ?? Status(.unavailable, "connection error: \(error)")
+        let status = (error as? Status) ?? Status(.unavailable, "connection error: \(CountersignClient.reason(error))")
         failAll(status)
         context.close(promise: nil)
     }

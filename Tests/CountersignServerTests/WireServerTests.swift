@@ -73,6 +73,38 @@ import Testing
         try await server.stop()
     }
 
+    /// The real client says in a few words why it could not get through: nothing listening, a
+    /// server certificate from another CA, its own certificate refused by the server.
+    @Test func theRealClientSaysWhyItCannotConnect() async throws {
+        let server = try await TestServer.start()
+        func failure(_ configuration: ClientConfiguration) async -> String {
+            do {
+                let client = try await CountersignClient.connect(configuration)
+                _ = try await client.health()
+                await client.close()
+                return "connected"
+            } catch let status as Status {
+                return status.message
+            } catch {
+                return "\(error)"
+            }
+        }
+        let gone = try await TestServer.start()
+        let nothing = try gone.clientConfiguration("orchestrator")
+        try await gone.stop()
+        let refused = await failure(nothing)
+        #expect(refused.hasSuffix(": connection refused"), "\(refused)")
+
+        var otherCA = try server.clientConfiguration("orchestrator")
+        otherCA.trustRootsPath = TestEnvironment.pki("rogue-ca.crt")
+        let untrusted = await failure(otherCA)
+        #expect(untrusted.contains("the server's certificate does not chain to the CA this client trusts"), "\(untrusted)")
+
+        let rogue = await failure(try server.clientConfiguration("rogue-client"))
+        #expect(rogue.contains("the server refused this client's certificate"), "\(rogue)")
+        try await server.stop()
+    }
+
     @Test func clientRefusesAServerWithAnotherKey() async throws {
         let server = try await TestServer.start()
         var configuration = try server.clientConfiguration("orchestrator")
