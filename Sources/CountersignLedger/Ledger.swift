@@ -225,7 +225,6 @@ public final class Ledger: Sendable {
 
     // MARK: Reads
 
-    /// Number of committed entries (the tree size).
     /// Why a new connection to the database fails, or nil when one can be made (and is closed at
     /// once). The read pool only waits when it cannot connect (PostgresNIO retries quietly), so a
     /// read that times out says nothing of a refused login or a missing socket: this does. Bounded
@@ -243,6 +242,7 @@ public final class Ledger: Sendable {
         }
     }
 
+    /// Number of committed entries (the tree size).
     public func size() async throws -> UInt64 {
         try await read("reading the ledger size") { c, l in try await TreeStore.size(c, logger: l) }
     }

@@ -132,12 +132,12 @@ final class LeaseKeeper: Service, Sendable {
                     self.leaderGauge.record(1)
                 } catch {
                     // A node that held the lease tries again at once; one that did not asks why.
-                    let held = self.state.holding
-                    let problem = held ? "\(error)" : await self.problem(error)
+                    let was = self.state.holding
+                    let problem = await self.problem(error, diagnose: !was)
                     let code = (error as? LedgerError)?.code
-                    let (was, before, beforeCode) = self.box.withLockedValue { s -> (Bool, String?, LedgerError.Code?) in
+                    let (before, beforeCode) = self.box.withLockedValue { s -> (String?, LedgerError.Code?) in
                         defer { s.holding = false; s.problem = problem; s.problemCode = code }
-                        return (s.holding, s.problem, s.problemCode)
+                        return (s.problem, s.problemCode)
                     }
                     // Said once per cause, not at every attempt: a standby waits here for good.
                     if !was && code == .leaseLost && beforeCode != .leaseLost {
@@ -160,11 +160,11 @@ final class LeaseKeeper: Service, Sendable {
         }
     }
 
-    /// What a failed lease attempt tells an operator. A read that timed out says only that; a new
-    /// connection says why (a refused login, no such socket), so ask for one.
-    private func problem(_ error: any Error) async -> String {
+    /// What a failed lease attempt tells an operator. A read that timed out says only that; with
+    /// `diagnose`, a new connection says why (a refused login, no such socket).
+    private func problem(_ error: any Error, diagnose: Bool) async -> String {
         guard let e = error as? LedgerError else { return "\(error)" }
-        if e.code == .unavailable, let cause = await ledger.connectionProblem() { return cause.message }
+        if diagnose, e.code == .unavailable, let cause = await ledger.connectionProblem() { return cause.message }
         return e.message
     }
 }
