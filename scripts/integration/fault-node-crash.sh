@@ -20,8 +20,7 @@ scratch_node crash
 start_node "$work/serve.log" error
 
 echo "crash: load on a node that is killed after 3 s"
-"$BIN" bench decisions --config "$config" --connections 8 --seconds 6 --record "$work/approvals.tsv" >"$work/bench.out" 2>&1 &
-load=$!
+start_load 6
 sleep 3
 kill -KILL "$pid"
 wait "$pid" 2>/dev/null || true

@@ -21,8 +21,7 @@ scratch_node fault
 start_node "$work/serve.log" error
 
 echo "fault: load on a node whose database stops for 3 s"
-"$BIN" bench decisions --config "$config" --connections 8 --seconds 10 --record "$work/approvals.tsv" >"$work/bench.out" 2>&1 &
-load=$!
+start_load 10
 sleep 3
 pg "-m immediate -w stop"
 echo "    PostgreSQL stopped (immediate)"

@@ -12,6 +12,9 @@
 #                           20 s later
 #   scratch_cleanup         stops the node, drops the database, removes $config and $work
 #   check LABEL STATUS      prints "ok" or "FAIL" and counts into $passed and $failed
+#   start_load SECONDS      runs `countersign bench decisions` on the node in the background
+#                           ($load): 8 connections, replies recorded in $work/approvals.tsv, its
+#                           report in $work/bench.out
 #   check_approvals_ledgered RECORD
 #                           checks that RECORD (`bench decisions --record`) has APPROVED replies and
 #                           that each has its ledger row with the same index and statement
@@ -81,6 +84,11 @@ scratch_cleanup() {
   fi
   rm -rf "$work"
   [ -z "$config" ] || rm -f "$config"
+}
+
+start_load() {
+  "$BIN" bench decisions --config "$config" --connections 8 --seconds "$1" --record "$work/approvals.tsv" >"$work/bench.out" 2>&1 &
+  load=$!
 }
 
 check_approvals_ledgered() {
