@@ -177,7 +177,6 @@ public final class CountersignClient: Sendable {
         }
     }
 
-    /// The event loop of this connection: where ``send(method:body:deadline:)`` completes.
     /// Why a connection could not be made, in a few words ("connection refused", "timed out",
     /// "cannot resolve the host: …") rather than NIO's nested description of every attempt.
     static func reason(_ error: any Error) -> String {
@@ -216,6 +215,7 @@ public final class CountersignClient: Sendable {
         return nil
     }
 
+    /// The event loop of this connection: where ``send(method:body:deadline:)`` completes.
     public var eventLoop: any EventLoop { channel.eventLoop }
 
     /// Sends a typed request and decodes the typed reply.
