@@ -176,7 +176,11 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            // jemalloc (libjemalloc-dev) in place of glibc's malloc, for the whole process: the
+            // node allocates and frees on several threads at once for every decision, where glibc
+            // spends about a tenth of the node's CPU (docs/performance.md, tenth session).
+            linkerSettings: [.linkedLibrary("jemalloc", .when(platforms: [.linux]))]
         ),
         .target(
             name: "CountersignTestSupport",
