@@ -133,15 +133,21 @@ public struct LimitSettings: Sendable, Hashable {
     /// Calls in flight on one connection; more are answered `RESOURCE_EXHAUSTED`
     /// (`limits.max_calls_per_connection`). Default 4,096.
     public var maxCallsPerConnection: Int
+    /// Bytes of request bodies held by the calls in flight on the whole node; a call that would go
+    /// above it is answered `RESOURCE_EXHAUSTED` at once (`limits.max_request_bytes_in_flight`).
+    /// At least `maxFrameBytes`. Default 256 MiB.
+    public var maxRequestBytesInFlight: Int
 
     public init(maxFrameBytes: Int = 4 << 20, maxConnections: Int = 1024, handshakeTimeoutMs: Int = 5000,
-                idleTimeoutMs: Int = 30_000, defaultDeadlineMs: Int = 10_000, maxCallsPerConnection: Int = 4096) {
+                idleTimeoutMs: Int = 30_000, defaultDeadlineMs: Int = 10_000, maxCallsPerConnection: Int = 4096,
+                maxRequestBytesInFlight: Int = 256 << 20) {
         self.maxFrameBytes = maxFrameBytes
         self.maxConnections = maxConnections
         self.handshakeTimeoutMs = handshakeTimeoutMs
         self.idleTimeoutMs = idleTimeoutMs
         self.defaultDeadlineMs = defaultDeadlineMs
         self.maxCallsPerConnection = maxCallsPerConnection
+        self.maxRequestBytesInFlight = maxRequestBytesInFlight
     }
 
     public static let defaults = LimitSettings()

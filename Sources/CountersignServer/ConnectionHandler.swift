@@ -20,7 +20,7 @@ final class ConnectionIdentity: @unchecked Sendable {
 /// Serves one connection: frames in, envelopes decoded, calls routed (many in flight, matched by
 /// `call_id`), replies framed out. Enforces the handshake timeout, the idle timeout (a connection
 /// that completes no frame in time is closed however many bytes trickle in), the per-connection
-/// call limit and call deadlines.
+/// call limit, the node-wide bound on request bytes in flight and call deadlines.
 final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -28,6 +28,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let identity: ConnectionIdentity
     private let router: Router
     private let limits: LimitSettings
+    private let requestBytes: RequestBytesInFlight
     private var logger: Logger
     private let handshakeFailures: @Sendable (HandshakeRejection) -> Void
 
@@ -44,11 +45,12 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var closing = false
     private var pendingFlush = false
 
-    init(identity: ConnectionIdentity, router: Router, limits: LimitSettings, logger: Logger,
-         handshakeFailures: @escaping @Sendable (HandshakeRejection) -> Void) {
+    init(identity: ConnectionIdentity, router: Router, limits: LimitSettings, requestBytes: RequestBytesInFlight,
+         logger: Logger, handshakeFailures: @escaping @Sendable (HandshakeRejection) -> Void) {
         self.identity = identity
         self.router = router
         self.limits = limits
+        self.requestBytes = requestBytes
         self.logger = logger
         self.handshakeFailures = handshakeFailures
     }
@@ -176,7 +178,12 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
                 reply(context: context, callID: callID, status: status(for: error, call: call))
             }
         case .async(let handler):
-            start(handler, body: envelope.body, call: call, deadlineMs: deadlineMs, context: context)
+            let size = envelope.body.count
+            if let refusal = requestBytes.reserve(size) {
+                reply(context: context, callID: callID, status: refusal)
+                return
+            }
+            start(handler, body: envelope.body, reserved: size, call: call, deadlineMs: deadlineMs, context: context)
         }
     }
 
@@ -187,15 +194,19 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: calls
 
+    /// Runs an async call in a task of its own. `reserved` bytes of ``requestBytes`` are given back
+    /// when the task ends, whether it answered, failed or was cancelled by its deadline.
     private func start(_ handler: @escaping @Sendable ([UInt8], CallContext) async throws -> [UInt8],
-                       body: [UInt8], call: CallContext, deadlineMs: Int, context: ChannelHandlerContext) {
+                       body: [UInt8], reserved: Int, call: CallContext, deadlineMs: Int, context: ChannelHandlerContext) {
         let loop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
         let ctx = NIOLoopBound(context, eventLoop: loop)
         let callID = call.callID
+        let requestBytes = self.requestBytes
         let task = Task {
             let result: Result<[UInt8], any Error>
             do { result = .success(try await handler(body, call)) } catch { result = .failure(error) }
+            requestBytes.release(reserved)
             loop.execute {
                 let handler = bound.value
                 guard handler.inFlight.remove(callID) != nil else { return }  // deadline won

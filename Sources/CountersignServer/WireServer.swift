@@ -135,6 +135,7 @@ public final class WireServer: Service, Sendable {
         let state = self.state
         let pins = Dictionary(configuration.principals.map { ($0.spkiSHA256, $0) }, uniquingKeysWith: { a, _ in a })
         let limits = configuration.limits
+        let requestBytes = RequestBytesInFlight(limit: limits.maxRequestBytesInFlight, logger: logger)
         let counters = Dictionary(uniqueKeysWithValues: HandshakeRejection.allCases.map {
             ($0, Counter(label: "countersign_handshake_failures_total", dimensions: [("reason", $0.rawValue)]))
         })
@@ -175,7 +176,8 @@ public final class WireServer: Service, Sendable {
                     identity.principal = principal
                     return channel.eventLoop.makeSucceededVoidFuture()
                 }
-                let handler = ConnectionHandler(identity: identity, router: router, limits: limits, logger: connectionLogger) { reason in
+                let handler = ConnectionHandler(identity: identity, router: router, limits: limits, requestBytes: requestBytes,
+                                                logger: connectionLogger) { reason in
                     counters[reason]?.increment()
                 }
                 return channel.eventLoop.makeCompletedFuture {

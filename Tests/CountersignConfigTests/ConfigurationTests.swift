@@ -39,6 +39,7 @@ import Testing
         ("principals:\n  - { id: x, role: orchestrator, spki_sha256: \(pin) }", "principals[0].owners"),
         ("token: { module: /m, token_label: t }", "token.pin_file"),
         ("limits: { max_frame_bytes: -5 }", "limits.max_frame_bytes"),
+        ("limits: { max_frame_bytes: 1048576, max_request_bytes_in_flight: 65536 }", "limits.max_request_bytes_in_flight"),
         ("alerts: { webhooks: [ { url: ftp://x } ] }", "alerts.webhooks[0].url"),
         ("alerts: { webhooks: [ { url: https://x, url_env: HOOK } ] }", "alerts.webhooks[0].url"),
         ("alerts: { webhooks: [ { events: [veto] } ] }", "alerts.webhooks[0].url_file"),

@@ -208,6 +208,52 @@ import Testing
         try await server.stop()
     }
 
+    /// Request bodies held by calls in flight are bounded node-wide: a call that would go above
+    /// `limits.max_request_bytes_in_flight` is refused at once, on any connection, while smaller
+    /// ones still fit; the bytes come back when a call ends, answered or cut off by its deadline.
+    @Test func requestBytesInFlightAreBoundedAcrossConnections() async throws {
+        let server = try await TestServer.start {
+            $0.maxFrameBytes = 64 << 10
+            $0.maxRequestBytesInFlight = 100 << 10
+        } routes: { $0.registerEcho() }
+        let first = try await server.client("orchestrator")
+        let second = try await server.client("orchestrator")
+        let large = [UInt8](repeating: 7, count: 40 << 10)
+
+        // Two slow calls of 40 KiB on the first connection hold 80 KiB.
+        async let slow1 = first.call(Router.echoMethod, EchoRequest(payload: large, delayMs: 1500), as: EchoRequest.self)
+        async let slow2 = first.call(Router.echoMethod, EchoRequest(payload: large, delayMs: 1500), as: EchoRequest.self)
+        try await Task.sleep(for: .milliseconds(300))
+        let asked = ContinuousClock.now
+        let refused = await #expect(throws: Status.self) {
+            _ = try await second.call(Router.echoMethod, EchoRequest(payload: large), as: EchoRequest.self)
+        }
+        #expect(refused?.code == .resourceExhausted)
+        #expect(refused?.message.contains("limits.max_request_bytes_in_flight") == true, "\(refused?.message ?? "")")
+        #expect(ContinuousClock.now - asked < .milliseconds(1000), "refused at once, not after the slow calls")
+        #expect(try await second.call(Router.echoMethod, EchoRequest(payload: [1, 2, 3]), as: EchoRequest.self).payload == [1, 2, 3])
+        #expect(try await slow1.payload == large)
+        #expect(try await slow2.payload == large)
+        #expect(server.logs.all.filter { $0.message.contains("request bytes in flight at the limit") }.map { $0.metadata["cs.refused"] } == ["1"])
+
+        // Calls cut off by their deadline give their bytes back when their task ends.
+        for _ in 0..<2 {
+            let expired = await #expect(throws: Status.self) {
+                _ = try await first.call(Router.echoMethod, EchoRequest(payload: large, delayMs: 5000), as: EchoRequest.self,
+                                         deadline: .milliseconds(100))
+            }
+            #expect(expired?.code == .deadlineExceeded)
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        async let again1 = first.call(Router.echoMethod, EchoRequest(payload: large, delayMs: 200), as: EchoRequest.self)
+        async let again2 = second.call(Router.echoMethod, EchoRequest(payload: large, delayMs: 200), as: EchoRequest.self)
+        #expect(try await again1.payload == large)
+        #expect(try await again2.payload == large)
+        await first.close()
+        await second.close()
+        try await server.stop()
+    }
+
     @Test func deadlineExceeded() async throws {
         let server = try await TestServer.start { _ in } routes: { $0.registerEcho() }
         let client = try await server.client("orchestrator")
