@@ -224,6 +224,33 @@ import Testing
         }
     }
 
+    /// A plan above `DecisionService.offloadedPlanBytes` is evaluated on the thread pool, off
+    /// Swift's executor: decided as the policy engine decides it in process, signed and ledgered.
+    @Test func aLargePlanIsDecidedOffTheExecutorAsInProcess() async throws {
+        let plan = Array(PlanBench.generatedPlan(resources: 1200).utf8)
+        #expect(plan.count > DecisionService.offloadedPlanBytes)
+        var request = VerifyPlanRequest()
+        request.requestID = "large-\(UUID().uuidString)"
+        request.userRequest = "Deploy the web stack"
+        request.owner = "maria.lopez@acmetech.example"
+        request.plan = plan
+        request.planFormat = "terraform-json"
+        let inProcess = try PolicyEngine().evaluate(EvaluationRequest(
+            requestID: request.requestID, userRequest: request.userRequest, owner: request.owner, plan: plan,
+            planFormat: .terraformJSON, changeTicket: nil, infracost: nil))
+        #expect(!inProcess.findings.isEmpty)
+        try await DecisionStack.with { stack in
+            let client = try await stack.server.client("orchestrator")
+            let decision = try await client.verifyPlan(request)
+            let statement = try DecisionStatement(protobuf: decision.statement)
+            #expect(statement.verdict == CountersignWire.Verdict(policy: inProcess.verdict))
+            #expect(statement.rules == inProcess.findings.map(\.rule))
+            #expect(statement.planSHA256 == Array(SHA256.hash(data: plan)))
+            #expect(try await stack.ledger.entry(at: decision.ledgerIndex).statement.payload == decision.statement)
+            await client.close()
+        }
+    }
+
     @Test func checkpointAndProofsVerifyOffline() async throws {
         try await DecisionStack.with { stack in
             let client = try await stack.server.client("auditor")
