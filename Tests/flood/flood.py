@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""A flood of large plans, pipelined: more request bytes than a node may hold in flight.
+
+Each of CONNECTIONS connections sends its share of CALLS VerifyPlan calls with the plan PLAN_JSON
+as fast as TCP takes them, without waiting for replies, then reads every reply. Prints one line
+per (status code, start of message) with its count, then `answered N` and `lost N` (calls whose
+connection ended before their reply).
+
+Usage: flood.py GENERATED_DIR HOST PORT PKI_DIR PLAN_JSON CALLS CONNECTIONS
+"""
+import collections, socket, ssl, struct, sys, threading, uuid
+
+gen, host, port, pki, plan_path = sys.argv[1:6]
+calls, connections = int(sys.argv[6]), int(sys.argv[7])
+sys.path.insert(0, gen)
+from countersign.v1 import envelope_pb2, audit_pb2  # noqa: E402
+
+plan = open(plan_path, "rb").read()
+statuses = collections.Counter()
+answered, lost = 0, 0
+lock = threading.Lock()
+
+
+def connection(share):
+    global answered, lost
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_verify_locations(f"{pki}/ca.crt")
+    ctx.load_cert_chain(f"{pki}/orchestrator.crt", f"{pki}/orchestrator.key")
+    sock = ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=300), server_hostname="localhost")
+    # One thread per connection, sending first and reading after: Python's ssl sockets may not be
+    # read and written from two threads at once. The server reads on while its replies queue up.
+    try:
+        for i in range(share):
+            request = audit_pb2.VerifyPlanRequest(
+                request_id=f"flood-{uuid.uuid4()}", user_request="Deploy the web stack",
+                owner="maria.lopez@acmetech.example", plan=plan, plan_format="terraform-json")
+            env = envelope_pb2.Envelope(call_id=i + 1, method="/countersign.v1.Audit/VerifyPlan",
+                                        body=request.SerializeToString(), deadline_ms=120000)
+            payload = env.SerializeToString()
+            sock.sendall(b"\x00" + struct.pack(">I", len(payload)) + payload)
+        buffer = b""
+        for _ in range(share):
+            while len(buffer) < 5 or len(buffer) < 5 + struct.unpack(">I", buffer[1:5])[0]:
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    raise EOFError("connection closed by the server")
+                buffer += chunk
+            length = struct.unpack(">I", buffer[1:5])[0]
+            env = envelope_pb2.Envelope()
+            env.ParseFromString(buffer[5:5 + length])
+            buffer = buffer[5 + length:]
+            with lock:
+                statuses[(env.status.code, env.status.message[:60])] += 1
+                answered += 1
+    except (OSError, EOFError):
+        pass
+    finally:
+        sock.close()
+
+
+shares = [calls // connections + (1 if k < calls % connections else 0) for k in range(connections)]
+threads = [threading.Thread(target=connection, args=(share,)) for share in shares]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+lost = calls - answered
+for (code, message), n in statuses.most_common():
+    print(f"status {code} {n} {message}")
+print(f"answered {answered}")
+print(f"lost {lost}")
