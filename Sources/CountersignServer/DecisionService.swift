@@ -152,27 +152,29 @@ public struct DecisionService: Sendable {
         }
     }
 
-    /// Plans larger than this are evaluated on NIO's blocking-work thread pool instead of Swift's
-    /// executor (a plan of 256 KiB takes a few milliseconds of policy evaluation).
-    static let offloadedPlanBytes = 256 << 10
+    /// Plans and execution reports larger than this are read on NIO's blocking-work thread pool
+    /// instead of Swift's executor (a plan of 256 KiB takes a few milliseconds of evaluation).
+    static let offloadedInputBytes = 256 << 10
 
-    /// The policy's evaluation of `request`. A large plan keeps a thread busy for tens of
-    /// milliseconds (a 4 MiB plan about 60 ms), and Swift's executor has one thread per core, which
-    /// it serves in order: with a few dozen large plans queued on it, everything else that runs
-    /// there waited behind them, the renewal of the ledger lease too, which then expired (measured:
-    /// renewals 4–7 s late, the lease lost for about 7 s, under 3.7 GB of 3.7 MB plans in 10 s).
-    /// Large plans therefore run on the thread pool, where the kernel shares the cores between
-    /// them and the executor's threads, and small ones stay where they are, without a thread hop.
-    static func evaluate(_ request: EvaluationRequest, with engine: PolicyEngine) async throws -> CountersignPolicy.Decision {
-        guard request.plan.count > offloadedPlanBytes else { return try engine.evaluate(request) }
-        return try await NIOThreadPool.singleton.runIfActive { try engine.evaluate(request) }
+    /// `work`, the policy core's reading of `bytes` of a client's input. A large plan keeps a
+    /// thread busy for tens of milliseconds (a 4 MiB plan about 60 ms), and Swift's executor has
+    /// one thread per core, which it serves in order: with a few dozen large plans queued on it,
+    /// everything else that runs there waited behind them, the renewal of the ledger lease too,
+    /// which then expired (measured: renewals 4–7 s late, the lease lost for about 7 s, under
+    /// 3.7 GB of 3.7 MB plans in 10 s). Large inputs therefore go to the thread pool, where the
+    /// kernel shares the cores between its threads and the executor's, and small ones stay where
+    /// they are, without a thread hop.
+    static func policyWork<T: Sendable>(on bytes: Int, _ work: @escaping @Sendable () throws -> T) async throws -> T {
+        guard bytes > offloadedInputBytes else { return try work() }
+        return try await NIOThreadPool.singleton.runIfActive(work)
     }
 
     /// Evaluates, signs and ledgers a new decision.
     private func decide(_ request: VerifyPlanRequest, _ evaluationRequest: EvaluationRequest, fingerprint: [UInt8],
                         started: ContinuousClock.Instant, expected: ExpectedAppend, _ context: CallContext) async throws -> CountersignWire.Decision {
         let policyStarted = ContinuousClock.now
-        let evaluation = try await Self.evaluate(evaluationRequest, with: policy.engine())
+        let engine = try policy.engine()
+        let evaluation = try await Self.policyWork(on: evaluationRequest.plan.count) { try engine.evaluate(evaluationRequest) }
 
         DecisionMetrics.policy.record(duration: ContinuousClock.now - policyStarted)
         var statement = DecisionStatement()
@@ -229,7 +231,9 @@ public struct DecisionService: Sendable {
         guard !request.requestID.isEmpty, request.requestID.utf8.count <= Self.maxRequestIDLength else {
             throw Status(.invalidArgument, "request_id must be 1 to \(Self.maxRequestIDLength) bytes")
         }
-        let executed = try ExecutionCheck.parse(request.execution, format: try ExecutionFormat(wireName: request.executionFormat))
+        let format = try ExecutionFormat(wireName: request.executionFormat)
+        let report = request.execution
+        let executed = try await Self.policyWork(on: report.count) { try ExecutionCheck.parse(report, format: format) }
         let stored = try await ledger.latest(kind: .decision, requestID: request.requestID)
         var deviations: [ExecutionDeviation]
         var owner = ""

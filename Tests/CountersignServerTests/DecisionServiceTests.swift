@@ -224,11 +224,11 @@ import Testing
         }
     }
 
-    /// A plan above `DecisionService.offloadedPlanBytes` is evaluated on the thread pool, off
+    /// A plan above `DecisionService.offloadedInputBytes` is evaluated on the thread pool, off
     /// Swift's executor: decided as the policy engine decides it in process, signed and ledgered.
-    @Test func aLargePlanIsDecidedOffTheExecutorAsInProcess() async throws {
+    @Test func aLargePlanAndALargeExecutionReportAreReadOffTheExecutor() async throws {
         let plan = Array(PlanBench.generatedPlan(resources: 1200).utf8)
-        #expect(plan.count > DecisionService.offloadedPlanBytes)
+        #expect(plan.count > DecisionService.offloadedInputBytes)
         var request = VerifyPlanRequest()
         request.requestID = "large-\(UUID().uuidString)"
         request.userRequest = "Deploy the web stack"
@@ -247,6 +247,18 @@ import Testing
             #expect(statement.rules == inProcess.findings.map(\.rule))
             #expect(statement.planSHA256 == Array(SHA256.hash(data: plan)))
             #expect(try await stack.ledger.entry(at: decision.ledgerIndex).statement.payload == decision.statement)
+
+            // A large execution report is read there too: every executed resource that the
+            // decision did not approve is a deviation.
+            let executed = (0..<6000).map { #"{"address":"aws_instance.extra_\#($0)","action":"create"}"# }
+            var report = VerifyExecutionRequest()
+            report.requestID = request.requestID
+            report.execution = Array("[\(executed.joined(separator: ","))]".utf8)
+            report.executionFormat = "changes-json"
+            #expect(report.execution.count > DecisionService.offloadedInputBytes)
+            let result: ExecutionResult = try await client.call(Method.verifyExecution, report)
+            #expect(result.verdict == .deviation)
+            #expect(try await stack.ledger.entry(at: result.ledgerIndex).statement.payload == result.statement)
             await client.close()
         }
     }
