@@ -4,7 +4,8 @@
 # call must be answered: decided, or refused at once with RESOURCE_EXHAUSTED naming
 # limits.max_request_bytes_in_flight; the node's peak memory must stay far below what it was sent;
 # the node must keep its ledger lease all along (large plans are evaluated off Swift's executor,
-# where the renewal runs), and decide again afterwards with a ledger that verifies.
+# where the renewal runs), count the refusals in /metrics, and decide again afterwards with a
+# ledger that verifies.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/scratch-node.bash"
 trap scratch_cleanup EXIT
@@ -19,6 +20,8 @@ plan_bytes=$(stat -c %s "$work/plan.json")
 plan_mb=$(awk -v b="$plan_bytes" 'BEGIN { printf "%.1f", b / 1e6 }')
 sent_mb=$(( CALLS * plan_bytes / 1000000 ))
 scratch_node flood
+mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+sed -i "s|^  listen: \(.*\)|  listen: \1\n  metrics_listen: 127.0.0.1:$mport|" "$config"
 start_node "$work/serve.log" info
 echo "flood: $CALLS calls of a ${plan_mb} MB plan over $CONNECTIONS connections"
 "$PY" "$ROOT/Tests/flood/flood.py" "$work" 127.0.0.1 "$port" "$LOCAL/pki" "$work/plan.json" "$CALLS" "$CONNECTIONS" | tee "$work/flood.out" | sed 's/^/    /'
@@ -36,6 +39,9 @@ check "no other answer (UNAVAILABLE would mean the lease was lost): $other" "$([
 check "peak memory under $PEAK_LIMIT_MB MB for $sent_mb MB sent" "$([ $(( peak_kb / 1024 )) -lt $PEAK_LIMIT_MB ] && echo 0 || echo 1)"
 lost_lease=$(grep -c '"lost the ledger lease"' "$work/serve.log" || true)
 check "the node kept its ledger lease" "$([ "$lost_lease" = 0 ] && echo 0 || echo 1)"
+counted=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "http://127.0.0.1:$mport/metrics" \
+  | awk '$1 == "countersign_calls_refused_total{reason=\"request_bytes_in_flight\"}" {print $2}')
+check "countersign_calls_refused_total counts them (${counted:-absent})" "$([ "${counted:-}" = "$refused" ] && echo 0 || echo 1)"
 check "the refusals were logged, not each one" "$([ "$(grep -c 'request bytes in flight at the limit' "$work/serve.log")" -lt "$refused" ] && echo 0 || echo 1)"
 check_decides_again "the node decides after the flood"
 check_ledger_verifies "the ledger verifies"
