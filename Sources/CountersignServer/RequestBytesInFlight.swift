@@ -38,9 +38,6 @@ final class RequestBytesInFlight: Sendable {
         self.logger = logger
     }
 
-    /// The bytes held now.
-    var held: Int { state.withLockedValue { $0.held } }
-
     /// Reserves `bytes` for a call, or returns the status to answer it with when they do not fit.
     func reserve(_ bytes: Int) -> Status? {
         let now = NIODeadline.now()

@@ -20,8 +20,7 @@ plan_bytes=$(stat -c %s "$work/plan.json")
 plan_mb=$(awk -v b="$plan_bytes" 'BEGIN { printf "%.1f", b / 1e6 }')
 sent_mb=$(( CALLS * plan_bytes / 1000000 ))
 scratch_node flood
-mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-sed -i "s|^  listen: \(.*\)|  listen: \1\n  metrics_listen: 127.0.0.1:$mport|" "$config"
+metrics_listener
 start_node "$work/serve.log" info
 echo "flood: $CALLS calls of a ${plan_mb} MB plan over $CONNECTIONS connections"
 "$PY" "$ROOT/Tests/flood/flood.py" "$work" 127.0.0.1 "$port" "$LOCAL/pki" "$work/plan.json" "$CALLS" "$CONNECTIONS" | tee "$work/flood.out" | sed 's/^/    /'
@@ -39,8 +38,8 @@ check "no other answer (UNAVAILABLE would mean the lease was lost): $other" "$([
 check "peak memory under $PEAK_LIMIT_MB MB for $sent_mb MB sent" "$([ $(( peak_kb / 1024 )) -lt $PEAK_LIMIT_MB ] && echo 0 || echo 1)"
 lost_lease=$(grep -c '"lost the ledger lease"' "$work/serve.log" || true)
 check "the node kept its ledger lease" "$([ "$lost_lease" = 0 ] && echo 0 || echo 1)"
-counted=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "http://127.0.0.1:$mport/metrics" \
-  | awk '$1 == "countersign_calls_refused_total{reason=\"request_bytes_in_flight\"}" {print $2}')
+scrape "$mport" >"$work/metrics.txt"
+counted=$(metric 'countersign_calls_refused_total{reason="request_bytes_in_flight"}')
 check "countersign_calls_refused_total counts them (${counted:-absent})" "$([ "${counted:-}" = "$refused" ] && echo 0 || echo 1)"
 check "the refusals were logged, not each one" "$([ "$(grep -c 'request bytes in flight at the limit' "$work/serve.log")" -lt "$refused" ] && echo 0 || echo 1)"
 check_decides_again "the node decides after the flood"

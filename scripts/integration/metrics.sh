@@ -16,16 +16,11 @@ cleanup() {
   scratch_cleanup
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 scratch_node metrics
-mport=$(free_port)
-sed -i "s|^  listen: \(.*\)|  listen: \1\n  metrics_listen: 127.0.0.1:$mport|" "$config"
+metrics_listener
 start_node "$work/serve.log" warning
 
-# metric NAME-AND-LABELS: its value in the active node's /metrics (empty when it is not there).
-scrape() { python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "http://127.0.0.1:$1/metrics"; }
-metric() { awk -v k="$1" '$1 == k { print $2; found = 1 } END { if (!found) print "" }' "$work/metrics.txt"; }
 at_least() { awk -v v="$1" -v n="$2" 'BEGIN { exit !(v != "" && v + 0 >= n + 0) }'; }
 # status PORT METHOD PATH: the HTTP status and body of one request to a metrics listener.
 status() {

@@ -22,22 +22,37 @@
 #                           checks that the node answers a plan with a signed decision within 15 s
 #   check_ledger_verifies LABEL
 #                           checks that `countersign ledger verify` accepts the ledger
+#   free_port               prints a free loopback TCP port
+#   metrics_listener        gives $config a metrics listener on a free port ($mport); before start_node
+#   scrape PORT             prints the /metrics of the listener on PORT
+#   metric NAME-AND-LABELS  its value in $work/metrics.txt (a scrape), empty when it is not there
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 LOCAL="$ROOT/.local"
 BIN="${COUNTERSIGN_BIN:-$ROOT/.build/debug/countersign}"
-work=$(mktemp -d); pid=""; db=""; config=""; port=""
+work=$(mktemp -d); pid=""; db=""; config=""; port=""; mport=""
 passed=0; failed=0
 
 psql_super() {
   PGPASSWORD=$(cat "$LOCAL/secrets/pg-superuser-password") psql -X -q -v ON_ERROR_STOP=1 -h "$LOCAL/pg/run" -U postgres "$@"
 }
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+metrics_listener() {
+  mport=$(free_port)
+  sed -i "s|^  listen: \(.*\)|  listen: \1\n  metrics_listen: 127.0.0.1:$mport|" "$config"
+}
+
+scrape() { python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "http://127.0.0.1:$1/metrics"; }
+
+metric() { awk -v k="$1" '$1 == k { print $2; found = 1 } END { if (!found) print "" }' "$work/metrics.txt"; }
+
 check() { if [ "$2" = 0 ]; then passed=$((passed+1)); echo "  ok    $1"; else failed=$((failed+1)); echo "  FAIL  $1"; fi; }
 
 scratch_node() {
   db="cs_${1//-/_}_$$"
   config="$LOCAL/$1-$$.yaml"
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   sed -e "s|^  listen: .*|  listen: 127.0.0.1:$port|" -e "s|^  advertise: .*|  advertise: 127.0.0.1:$port|" \
       -e "s|^  name: .*|  name: $1|" -e "s|^  database: countersign$|  database: $db|" \
       -e "/^  metrics_listen:/d" "$LOCAL/countersign.yaml" > "$config"
