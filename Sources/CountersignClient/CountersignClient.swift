@@ -75,6 +75,10 @@ public final class CountersignClient: Sendable {
         let maxFrame = configuration.maxFrameBytes
         let timeoutMs = Int64(configuration.connectTimeout.components.seconds * 1000
                               + configuration.connectTimeout.components.attoseconds / 1_000_000_000_000_000)
+        // The handshake's outcome, from the call handler that sees it: handed out here, not looked
+        // up in the pipeline afterwards, where a handshake refused at once has already torn the
+        // pipeline down and taken the reason with it.
+        let handshakePromise = NIOLockedValueBox<EventLoopPromise<Void>?>(nil)
 
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(.milliseconds(timeoutMs))
@@ -94,7 +98,9 @@ public final class CountersignClient: Sendable {
                     }
                     try channel.pipeline.syncOperations.addHandler(ssl)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrame)))
-                    try channel.pipeline.syncOperations.addHandler(ClientCallHandler())
+                    let handshake = channel.eventLoop.makePromise(of: Void.self)
+                    handshakePromise.withLockedValue { $0 = handshake }
+                    try channel.pipeline.syncOperations.addHandler(ClientCallHandler(handshake: handshake))
                 }
             }
         let channel: any Channel
@@ -104,12 +110,9 @@ public final class CountersignClient: Sendable {
             throw Status(.unavailable, "cannot connect to \(configuration.host):\(configuration.port): \(Self.reason(error))")
         }
         // Wait for the handshake: a refused certificate must fail here, not on the first call.
-        let handshake = channel.eventLoop.makePromise(of: Void.self)
-        channel.pipeline.handler(type: ClientCallHandler.self).whenComplete { result in
-            switch result {
-            case .success(let handler): handler.notifyHandshake(handshake)
-            case .failure(let error): handshake.fail(error)
-            }
+        guard let handshake = handshakePromise.withLockedValue({ $0 }) else {
+            try? await channel.close()
+            throw Status(.internal, "the connection to \(configuration.host):\(configuration.port) was set up without its call handler")
         }
         let timeout = channel.eventLoop.scheduleTask(in: .milliseconds(timeoutMs)) {
             handshake.fail(Status(.unavailable, "TLS handshake did not complete within \(timeoutMs) ms"))
@@ -283,24 +286,27 @@ final class ClientCallHandler: ChannelDuplexHandler {
 
     private var nextCallID: UInt64 = 1
     private var pending = CallDeadlines<Pending>()
-    private var handshakeDone = false
-    private var handshakeWaiter: EventLoopPromise<Void>?
+    /// Completed when the TLS handshake completes, or failed with the reason the connection ended
+    /// first; nil once completed.
+    private var handshake: EventLoopPromise<Void>?
     private var failure: Status?
     private var receivedAny = false
 
-    func notifyHandshake(_ promise: EventLoopPromise<Void>) {
-        if handshakeDone { promise.succeed() }
-        else if let failure { promise.fail(failure) }
-        else { handshakeWaiter = promise }
+    init(handshake: EventLoopPromise<Void>) {
+        self.handshake = handshake
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
-            handshakeDone = true
-            handshakeWaiter?.succeed()
-            handshakeWaiter = nil
+            handshake?.succeed()
+            handshake = nil
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    /// A connection that never became active (refused, timed out) ends here: its handshake fails.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        failAll(failure ?? Status(.unavailable, "the connection closed before the TLS handshake completed"))
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -363,8 +369,8 @@ final class ClientCallHandler: ChannelDuplexHandler {
 
     private func failAll(_ status: Status) {
         if failure == nil { failure = status }
-        handshakeWaiter?.fail(status)
-        handshakeWaiter = nil
+        handshake?.fail(status)
+        handshake = nil
         for call in pending.removeAll() { call.promise.fail(status) }
     }
 }
