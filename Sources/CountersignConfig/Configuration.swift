@@ -137,10 +137,13 @@ public struct LimitSettings: Sendable, Hashable {
     /// above it is answered `RESOURCE_EXHAUSTED` at once (`limits.max_request_bytes_in_flight`).
     /// At least `maxFrameBytes`. Default 256 MiB.
     public var maxRequestBytesInFlight: Int
+    /// Most findings a decision lists, the strictest first; the verdict is over all of them, and the
+    /// decision counts and names the rest (`limits.max_findings_listed`). Default 1,000.
+    public var maxFindingsListed: Int
 
     public init(maxFrameBytes: Int = 4 << 20, maxConnections: Int = 1024, handshakeTimeoutMs: Int = 5000,
                 idleTimeoutMs: Int = 30_000, defaultDeadlineMs: Int = 10_000, maxCallsPerConnection: Int = 4096,
-                maxRequestBytesInFlight: Int = 256 << 20) {
+                maxRequestBytesInFlight: Int = 256 << 20, maxFindingsListed: Int = 1000) {
         self.maxFrameBytes = maxFrameBytes
         self.maxConnections = maxConnections
         self.handshakeTimeoutMs = handshakeTimeoutMs
@@ -148,6 +151,7 @@ public struct LimitSettings: Sendable, Hashable {
         self.defaultDeadlineMs = defaultDeadlineMs
         self.maxCallsPerConnection = maxCallsPerConnection
         self.maxRequestBytesInFlight = maxRequestBytesInFlight
+        self.maxFindingsListed = maxFindingsListed
     }
 
     public static let defaults = LimitSettings()

@@ -73,7 +73,8 @@ extension CountersignConfiguration {
         var limits = LimitSettings.defaults
         if let limitsMap = try top.optionalMap("limits") {
             try limitsMap.allow(["max_frame_bytes", "max_connections", "handshake_timeout_ms", "idle_timeout_ms",
-                                 "default_deadline_ms", "max_calls_per_connection", "max_request_bytes_in_flight"])
+                                 "default_deadline_ms", "max_calls_per_connection", "max_request_bytes_in_flight",
+                                 "max_findings_listed"])
             limits.maxFrameBytes = try limitsMap.int("max_frame_bytes", default: limits.maxFrameBytes, in: 64...(256 << 20))
             limits.maxConnections = try limitsMap.int("max_connections", default: limits.maxConnections, in: 1...1_000_000)
             limits.handshakeTimeoutMs = try limitsMap.int("handshake_timeout_ms", default: limits.handshakeTimeoutMs, in: 10...600_000)
@@ -81,6 +82,7 @@ extension CountersignConfiguration {
             limits.defaultDeadlineMs = try limitsMap.int("default_deadline_ms", default: limits.defaultDeadlineMs, in: 1...3_600_000)
             limits.maxCallsPerConnection = try limitsMap.int("max_calls_per_connection", default: limits.maxCallsPerConnection, in: 1...1_000_000)
             limits.maxRequestBytesInFlight = try limitsMap.int("max_request_bytes_in_flight", default: limits.maxRequestBytesInFlight, in: 64...(1 << 40))
+            limits.maxFindingsListed = try limitsMap.int("max_findings_listed", default: limits.maxFindingsListed, in: 1...100_000)
             if limits.maxRequestBytesInFlight < limits.maxFrameBytes {
                 // A frame as large as allowed would then be refused whatever else is in flight.
                 throw limitsMap.error("max_request_bytes_in_flight",

@@ -1,4 +1,4 @@
-import CountersignConfig
+public import CountersignConfig
 public import CountersignLedger
 import CountersignPolicy
 public import CountersignVerify
@@ -28,6 +28,10 @@ public struct DecisionService: Sendable {
     let alerts: Alerter?
     let now: @Sendable () -> Int64
     let logger: Logger
+    /// Most findings a decision lists (`limits.max_findings_listed`).
+    let maxFindingsListed: Int
+    /// Largest frame (`limits.max_frame_bytes`): no decision is signed whose reply would not fit.
+    let maxFrameBytes: Int
     /// One decision at a time per request id, so that concurrent retries cannot decide twice.
     let gate = RequestGate()
 
@@ -37,13 +41,17 @@ public struct DecisionService: Sendable {
     /// - Parameters:
     ///   - alerts: where vetoes and deviations are reported (none: they are only logged).
     ///   - now: the clock, in Unix milliseconds (tests pass their own).
+    ///   - limits: `max_findings_listed` and `max_frame_bytes` bound the size of a decision.
     public init(policy: PolicySource, signer: any StatementSigner, ledger: Ledger, alerts: Alerter? = nil,
-                now: @escaping @Sendable () -> Int64 = DecisionService.systemClock, logger: Logger) {
+                now: @escaping @Sendable () -> Int64 = DecisionService.systemClock,
+                limits: LimitSettings = .defaults, logger: Logger) {
         self.policy = policy
         self.signer = signer
         self.ledger = ledger
         self.alerts = alerts
         self.now = now
+        self.maxFindingsListed = limits.maxFindingsListed
+        self.maxFrameBytes = limits.maxFrameBytes
         self.logger = logger
     }
 
@@ -187,16 +195,29 @@ public struct DecisionService: Sendable {
         statement.owner = request.owner
         statement.keyID = try await signer.activeKeyID
         statement.decidedAtUnixMs = now()
-        statement.rules = evaluation.findings.map(\.rule)
         statement.cannotOverride = evaluation.cannotOverride
         statement.changeTicket = request.changeTicket
         statement.planFormat = evaluationRequest.planFormat.rawValue
-        statement.findings = evaluation.findings.map(CountersignWire.Finding.init(policy:))
-        statement.summary = evaluation.summary
+        let listing = FindingsListing(evaluation.findings, limit: maxFindingsListed)
+        statement.findings = listing.listed.map(CountersignWire.Finding.init(policy:))
+        statement.rules = listing.listed.map(\.rule)
+        statement.findingsOmitted = UInt32(listing.omitted)
+        statement.omittedRules = listing.omittedRules
+        statement.summary = evaluation.summary + listing.summaryNote
         statement.planned = evaluation.plannedChanges.map { CountersignWire.PlannedChange(address: $0.address, action: $0.action) }
+        let payload = statement.protobufBytes()
+        if let replyBytes = Self.replyBytesAboveFrame(statement: statement, payload: payload, maxFrameBytes: maxFrameBytes) {
+            // A decision nobody could receive would be signed and ledgered for nothing, and every
+            // retry would be answered with it again; refuse it before signing, and say why.
+            let status = Status(.resourceExhausted, "the decision for this plan would be a reply of \(replyBytes) bytes, "
+                + "above limits.max_frame_bytes (\(maxFrameBytes)): it lists \(evaluation.plannedChanges.count) planned changes "
+                + "and \(listing.listed.count) findings; split the plan into smaller ones")
+            await ledgerRefusal(context: context, status: status, requestID: request.requestID, owner: request.owner)
+            throw status
+        }
 
         let signStarted = ContinuousClock.now
-        let signed = try await signer.sign(payloadType: PayloadType.decision, payload: statement.protobufBytes())
+        let signed = try await signer.sign(payloadType: PayloadType.decision, payload: payload)
         guard signed.keyID == statement.keyID else {
             // A rotation landed between reading the active key and signing: the statement would
             // name another key than the one that signed it. Nothing is ledgered; the caller retries.
@@ -378,11 +399,25 @@ public struct DecisionService: Sendable {
         return reply(statement: statement, signed: stored.statement, index: stored.index)
     }
 
+    /// The size of the reply that `statement` (encoded as `payload`) would make, with room for the
+    /// largest signature and the envelope, when that is above `maxFrameBytes`; nil when it fits.
+    /// The reply carries the statement and its findings and summary again, so it stays under
+    /// twice the statement: only a statement near half the frame is measured exactly.
+    static func replyBytesAboveFrame(statement: DecisionStatement, payload: [UInt8], maxFrameBytes: Int) -> Int? {
+        let room = 2048  // the signature (RSA-4096: 512 bytes), key id, ledger index, payload type, envelope
+        guard 2 * payload.count + room > maxFrameBytes else { return nil }
+        let probe = reply(statement: statement, signed: SignedStatement(payloadType: PayloadType.decision, payload: payload,
+                                                                        signature: [], keyID: statement.keyID), index: 0)
+        let bytes = probe.protobufBytes().count + room
+        return bytes > maxFrameBytes ? bytes : nil
+    }
+
     static func reply(statement: DecisionStatement, signed: SignedStatement, index: UInt64) -> CountersignWire.Decision {
         var reply = CountersignWire.Decision()
         reply.requestID = statement.requestID
         reply.verdict = statement.verdict
         reply.findings = statement.findings
+        reply.findingsOmitted = statement.findingsOmitted
         reply.summary = statement.summary
         reply.cannotOverride = statement.cannotOverride
         reply.statement = signed.payload
@@ -391,6 +426,29 @@ public struct DecisionService: Sendable {
         reply.ledgerIndex = index
         reply.payloadType = signed.payloadType
         return reply
+    }
+}
+
+/// The findings a decision lists: at most `limit`, the strictest first (the engine's order), so
+/// that a plan with thousands of findings still gets a decision that fits in a frame. The verdict
+/// and `cannot_override` are the engine's, over every finding; the statement names the rules of
+/// the findings it leaves out, and its summary says how to see them all.
+struct FindingsListing {
+    let listed: ArraySlice<CountersignPolicy.Finding>
+    let omitted: Int
+    /// The distinct rule ids of the findings left out, sorted.
+    let omittedRules: [String]
+    /// A sentence for the summary when findings are left out; empty otherwise.
+    let summaryNote: String
+
+    init(_ findings: [CountersignPolicy.Finding], limit: Int) {
+        listed = findings.prefix(limit)
+        let rest = findings.dropFirst(limit)
+        omitted = rest.count
+        omittedRules = Set(rest.map(\.rule)).sorted()
+        summaryNote = rest.isEmpty ? "" : " Only the first \(listed.count) of \(findings.count) findings are listed "
+            + "(limits.max_findings_listed); the rest are of the rules \(omittedRules.joined(separator: ", ")). "
+            + "`countersign plan check` on the plan lists all of them."
     }
 }
 

@@ -37,7 +37,8 @@ public struct Node: Sendable {
         let leaseKeeper = LeaseKeeper(ledger: ledger, holder: configuration.node.name, alerts: alerts, logger: logger)
         let keyring = KeyringKeeper(custodian: custodian, ledger: ledger, ceremonyFile: FileKeyEventLog(path: eventsPath),
                                     lease: leaseKeeper, logger: logger)
-        let decisions = DecisionService(policy: policy, signer: signer, ledger: ledger, alerts: alerts, logger: logger)
+        let decisions = DecisionService(policy: policy, signer: signer, ledger: ledger, alerts: alerts,
+                                        limits: configuration.limits, logger: logger)
 
         var router = Router()
         let advertise = configuration.node.advertise

@@ -177,6 +177,8 @@ public struct Decision: ProtoMessage {
     public var keyID = ""
     public var ledgerIndex: UInt64 = 0
     public var payloadType = ""
+    /// Findings not listed in ``findings`` (beyond the server's `limits.max_findings_listed`).
+    public var findingsOmitted: UInt32 = 0
     public init() {}
 
     public mutating func decodeField(_ number: Int, _ wt: WireType, from r: inout ProtoReader) throws -> Bool {
@@ -191,6 +193,7 @@ public struct Decision: ProtoMessage {
         case 8: keyID = try r.readString(wt)
         case 9: ledgerIndex = try r.readUInt64(wt)
         case 10: payloadType = try r.readString(wt)
+        case 11: findingsOmitted = try r.readUInt32(wt)
         default: return false
         }
         return true
@@ -207,6 +210,7 @@ public struct Decision: ProtoMessage {
         w.write(8, string: keyID)
         w.write(9, uint64: ledgerIndex)
         w.write(10, string: payloadType)
+        w.write(11, uint32: findingsOmitted)
     }
 }
 
@@ -223,6 +227,7 @@ public struct DecisionStatement: ProtoMessage {
     public var owner = ""
     public var keyID = ""
     public var decidedAtUnixMs: Int64 = 0
+    /// The rule id of each listed finding, in the order of ``findings``.
     public var rules: [String] = []
     public var cannotOverride = false
     public var changeTicket = ""
@@ -234,6 +239,11 @@ public struct DecisionStatement: ProtoMessage {
     public var summary = ""
     /// What the plan changes; `VerifyExecution` compares an execution with it.
     public var planned: [PlannedChange] = []
+    /// How many findings are not listed in ``findings`` (a decision lists at most the server's
+    /// `limits.max_findings_listed`, the strictest first; the verdict is over all of them).
+    public var findingsOmitted: UInt32 = 0
+    /// The distinct rule ids of the findings not listed, sorted.
+    public var omittedRules: [String] = []
     public init() {}
 
     public mutating func decodeField(_ number: Int, _ wt: WireType, from r: inout ProtoReader) throws -> Bool {
@@ -256,6 +266,8 @@ public struct DecisionStatement: ProtoMessage {
         case 16: findings.append(try r.readMessage(wt))
         case 17: summary = try r.readString(wt)
         case 18: planned.append(try r.readMessage(wt))
+        case 19: findingsOmitted = try r.readUInt32(wt)
+        case 20: omittedRules.append(try r.readString(wt))
         default: return false
         }
         return true
@@ -280,6 +292,8 @@ public struct DecisionStatement: ProtoMessage {
         w.write(16, messages: findings)
         w.write(17, string: summary)
         w.write(18, messages: planned)
+        w.write(19, uint32: findingsOmitted)
+        w.write(20, strings: omittedRules)
     }
 }
 

@@ -64,12 +64,15 @@ struct PlanSubmit: AsyncParsableCommand {
             }
             print("{\"request_id\":\(JSONText.quoted(decision.requestID)),\"verdict\":\"\(decision.verdict)\",\"cannot_override\":\(decision.cannotOverride),"
                   + "\"summary\":\(JSONText.quoted(decision.summary)),\"ledger_index\":\(decision.ledgerIndex),\"key_id\":\(JSONText.quoted(decision.keyID)),"
-                  + "\"findings\":[\(findings.joined(separator: ","))]}")
+                  + "\"findings\":[\(findings.joined(separator: ","))],\"findings_omitted\":\(decision.findingsOmitted)}")
         } else {
             print("\(decision.requestID): \(decision.verdict)\(decision.cannotOverride ? " (no one can override)" : "")")
             for f in decision.findings {
                 print("  \(f.rule) [\(f.enforcement)] \(f.address)\(f.path.isEmpty ? "" : " \(f.path)")")
                 print("      \(f.message)")
+            }
+            if decision.findingsOmitted > 0 {
+                print("  … and \(decision.findingsOmitted) more findings, not listed (the summary names their rules)")
             }
             print("  \(decision.summary)")
             print("  signed by key \(decision.keyID.prefix(16))…, ledger index \(decision.ledgerIndex)")

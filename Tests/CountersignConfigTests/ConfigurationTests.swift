@@ -40,6 +40,7 @@ import Testing
         ("token: { module: /m, token_label: t }", "token.pin_file"),
         ("limits: { max_frame_bytes: -5 }", "limits.max_frame_bytes"),
         ("limits: { max_frame_bytes: 1048576, max_request_bytes_in_flight: 65536 }", "limits.max_request_bytes_in_flight"),
+        ("limits: { max_findings_listed: 0 }", "limits.max_findings_listed"),
         ("alerts: { webhooks: [ { url: ftp://x } ] }", "alerts.webhooks[0].url"),
         ("alerts: { webhooks: [ { url: https://x, url_env: HOOK } ] }", "alerts.webhooks[0].url"),
         ("alerts: { webhooks: [ { events: [veto] } ] }", "alerts.webhooks[0].url_file"),

@@ -1,4 +1,5 @@
 import CountersignClient
+import CountersignConfig
 @testable import CountersignLedger
 import CountersignPolicy
 @testable import CountersignSigner
@@ -259,6 +260,84 @@ import Testing
             let result: ExecutionResult = try await client.call(Method.verifyExecution, report)
             #expect(result.verdict == .deviation)
             #expect(try await stack.ledger.entry(at: result.ledgerIndex).statement.payload == result.statement)
+            await client.close()
+        }
+    }
+
+    /// A plan of `n` S3 buckets without the required tags: a finding per bucket, each a few
+    /// hundred bytes in the decision, for about 280 bytes of plan.
+    static func untaggedBuckets(_ n: Int) -> [UInt8] {
+        let changes = (0..<n).map { i in
+            #"{"address":"aws_s3_bucket.b\#(i)","mode":"managed","type":"aws_s3_bucket","name":"b\#(i)","provider_name":"registry.terraform.io/hashicorp/aws","change":{"actions":["create"],"before":null,"after":{"bucket":"b\#(i)","tags":{"a":"b"}},"after_unknown":{},"after_sensitive":{}}}"#
+        }
+        return Array(#"{"format_version":"1.2","terraform_version":"1.6.0","resource_changes":[\#(changes.joined(separator: ","))]}"#.utf8)
+    }
+
+    static func request(_ id: String, plan: [UInt8]) -> VerifyPlanRequest {
+        var request = VerifyPlanRequest()
+        request.requestID = "\(id)-\(UUID().uuidString)"
+        request.userRequest = "Create the storage buckets for the analytics team"
+        request.owner = "maria.lopez@acmetech.example"
+        request.plan = plan
+        request.planFormat = "terraform-json"
+        return request
+    }
+
+    /// A plan with more findings than `limits.max_findings_listed` gets its decision: the verdict
+    /// over all of them, the strictest listed, the rest counted and their rules named, signed.
+    @Test func aDecisionListsAtMostTheConfiguredFindings() async throws {
+        let request = Self.request("many-findings", plan: Self.untaggedBuckets(400))
+        let inProcess = try PolicyEngine().evaluate(EvaluationRequest(
+            requestID: request.requestID, userRequest: request.userRequest, owner: request.owner, plan: request.plan,
+            planFormat: .terraformJSON))
+        #expect(inProcess.findings.count >= 400)
+        var limits = LimitSettings.defaults
+        limits.maxFindingsListed = 20
+        try await DecisionStack.with(limits: limits) { stack in
+            let client = try await stack.server.client("orchestrator")
+            let decision = try await client.verifyPlan(request)
+            let statement = try DecisionStatement(protobuf: decision.statement)
+            #expect(decision.verdict == CountersignWire.Verdict(policy: inProcess.verdict))
+            #expect(decision.verdict != .approved)
+            #expect(statement.cannotOverride == inProcess.cannotOverride)
+            #expect(decision.findings.map(\.rule) == inProcess.findings.prefix(20).map(\.rule))
+            #expect(decision.findings.map(\.address) == inProcess.findings.prefix(20).map(\.address))
+            #expect(statement.findings == decision.findings)
+            #expect(statement.rules == decision.findings.map(\.rule))
+            #expect(decision.findingsOmitted == UInt32(inProcess.findings.count - 20))
+            #expect(statement.findingsOmitted == decision.findingsOmitted)
+            #expect(statement.omittedRules == Set(inProcess.findings.dropFirst(20).map(\.rule)).sorted())
+            #expect(decision.summary.contains("Only the first 20 of \(inProcess.findings.count) findings are listed"))
+            #expect(try await stack.ledger.entry(at: decision.ledgerIndex).statement.payload == decision.statement)
+            // A replay returns the same signed decision.
+            let again = try await client.verifyPlan(request)
+            #expect(again.statement == decision.statement)
+            #expect(again.findingsOmitted == decision.findingsOmitted)
+            await client.close()
+        }
+    }
+
+    /// A decision whose reply would not fit in a frame is refused before it is signed, with the
+    /// reason, and the refusal is ledgered; the connection stays usable.
+    @Test func aDecisionTooLargeForAFrameIsRefusedBeforeSigning() async throws {
+        // About 270 KB of plan; all its findings listed, a reply of about 560 KB.
+        let request = Self.request("huge-decision", plan: Self.untaggedBuckets(1000))
+        var limits = LimitSettings.defaults
+        limits.maxFindingsListed = 100_000
+        limits.maxFrameBytes = 384 << 10
+        #expect(request.plan.count + 1024 < limits.maxFrameBytes)
+        try await DecisionStack.with(limits: limits) { stack in
+            let client = try await stack.server.client("orchestrator")
+            let size = try await stack.ledger.size()
+            let error = await #expect(throws: Status.self) { _ = try await client.verifyPlan(request) }
+            #expect(error?.code == .resourceExhausted)
+            #expect(error?.message.contains("limits.max_frame_bytes (393216)") == true)
+            #expect(try await stack.ledger.latest(kind: .decision, requestID: request.requestID) == nil)
+            let refusal = try #require(try await stack.ledger.latest(kind: .refusal, requestID: request.requestID))
+            #expect(refusal.index >= size)
+            // The same connection decides a smaller plan.
+            let small = try await client.verifyPlan(Self.request("small", plan: Self.untaggedBuckets(3)))
+            #expect(small.findings.count >= 3)
             await client.close()
         }
     }

@@ -251,12 +251,14 @@ struct DecisionStack {
     /// - Parameters:
     ///   - policy: the policy source (default: the built-in policy, fixed).
     ///   - alerts: where the decision service reports vetoes and deviations (default: nowhere).
+    ///   - limits: the server's and the decision service's limits (default: the defaults).
     static func with<T>(policy: PolicySource = PolicySource(engine: PolicyEngine()), alerts: Alerter? = nil,
-                        _ body: (DecisionStack) async throws -> T) async throws -> T {
-        try await TestTokens.withExclusiveUse(of: "cs-test-server") { try await withToken(policy: policy, alerts: alerts, body) }
+                        limits: LimitSettings = .defaults, _ body: (DecisionStack) async throws -> T) async throws -> T {
+        try await TestTokens.withExclusiveUse(of: "cs-test-server") { try await withToken(policy: policy, alerts: alerts, limits: limits, body) }
     }
 
-    private static func withToken<T>(policy: PolicySource, alerts: Alerter?, _ body: (DecisionStack) async throws -> T) async throws -> T {
+    private static func withToken<T>(policy: PolicySource, alerts: Alerter?, limits: LimitSettings,
+                                     _ body: (DecisionStack) async throws -> T) async throws -> T {
         try await TestDatabase.withFresh { database in
             let logger = TestEnvironment.logger
             let signer = try TestTokens.shared.signer("cs-test-server")
@@ -271,8 +273,8 @@ struct DecisionStack {
             let ledgerTask = Task { await ledger.run() }
             defer { ledgerTask.cancel() }
             try await ledger.acquireLease(holder: "test-node", ttl: .seconds(900))
-            let decisions = DecisionService(policy: policy, signer: signer, ledger: ledger, alerts: alerts, logger: logger)
-            let server = try await TestServer.start { _ in } routes: { router in
+            let decisions = DecisionService(policy: policy, signer: signer, ledger: ledger, alerts: alerts, limits: limits, logger: logger)
+            let server = try await TestServer.start { $0 = limits } routes: { router in
                 decisions.register(into: &router)
                 router.registerCustody(custodian)
             }
