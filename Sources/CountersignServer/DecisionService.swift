@@ -289,20 +289,11 @@ public struct DecisionService: Sendable {
         statement.owner = owner
         statement.keyID = try await signer.activeKeyID
         statement.decidedAtUnixMs = now()
+        let allDeviations = deviations.count
+        deviations = Array(deviations.prefix(maxFindingsListed))
         statement.deviations = deviations.map { $0.address.isEmpty ? $0.message : $0.address }
-        let signed = try await signer.sign(payloadType: PayloadType.execution, payload: statement.protobufBytes())
-        let index = try await ledger.append(LedgerEntry(kind: .execution, statement: signed, agent: context.principal.id,
-                                                        owner: owner, requestID: request.requestID))
-        if !deviations.isEmpty {
-            context.logger.warning("execution deviates from the approval", metadata: [
-                "cs.request_id": "\(request.requestID)", "cs.deviations": "\(deviations.count)", "cs.ledger_index": "\(index)",
-            ])
-            let first = deviations.prefix(3).map(\.message)
-            alerts?.post(Alert(.deviation, "DEVIATION in the execution of \(request.requestID) reported by \(context.principal.id): "
-                                   + first.joined(separator: "; ") + (deviations.count > 3 ? " (and \(deviations.count - 3) more)" : ""),
-                               details: ["request_id": request.requestID, "owner": owner, "agent": context.principal.id,
-                                         "deviations": "\(deviations.count)", "ledger_index": "\(index)"]))
-        }
+        statement.deviationsOmitted = UInt32(allDeviations - deviations.count)
+        let payload = statement.protobufBytes()
         var reply = ExecutionResult()
         reply.requestID = request.requestID
         reply.verdict = statement.verdict
@@ -313,6 +304,30 @@ public struct DecisionService: Sendable {
             d.actualAction = $0.actual
             d.message = $0.message
             return d
+        }
+        reply.deviationsOmitted = statement.deviationsOmitted
+        reply.statement = payload
+        reply.payloadType = PayloadType.execution
+        // Listed deviations carry the report's addresses, which may be long: as for a decision, a
+        // verdict nobody could receive is refused before it is signed.
+        if 2 * payload.count + Self.replyRoom > maxFrameBytes, reply.protobufBytes().count + Self.replyRoom > maxFrameBytes {
+            let status = Status(.resourceExhausted, "the execution verdict would be a reply above limits.max_frame_bytes "
+                + "(\(maxFrameBytes)): it lists \(deviations.count) deviations; report the execution in smaller parts")
+            await ledgerRefusal(context: context, status: status, requestID: request.requestID, owner: owner)
+            throw status
+        }
+        let signed = try await signer.sign(payloadType: PayloadType.execution, payload: payload)
+        let index = try await ledger.append(LedgerEntry(kind: .execution, statement: signed, agent: context.principal.id,
+                                                        owner: owner, requestID: request.requestID))
+        if !deviations.isEmpty {
+            context.logger.warning("execution deviates from the approval", metadata: [
+                "cs.request_id": "\(request.requestID)", "cs.deviations": "\(allDeviations)", "cs.ledger_index": "\(index)",
+            ])
+            let first = deviations.prefix(3).map(\.message)
+            alerts?.post(Alert(.deviation, "DEVIATION in the execution of \(request.requestID) reported by \(context.principal.id): "
+                                   + first.joined(separator: "; ") + (allDeviations > 3 ? " (and \(allDeviations - 3) more)" : ""),
+                               details: ["request_id": request.requestID, "owner": owner, "agent": context.principal.id,
+                                         "deviations": "\(allDeviations)", "ledger_index": "\(index)"]))
         }
         reply.statement = signed.payload
         reply.signature = signed.signature
@@ -404,13 +419,16 @@ public struct DecisionService: Sendable {
     /// The reply carries the statement and its findings and summary again, so it stays under
     /// twice the statement: only a statement near half the frame is measured exactly.
     static func replyBytesAboveFrame(statement: DecisionStatement, payload: [UInt8], maxFrameBytes: Int) -> Int? {
-        let room = 2048  // the signature (RSA-4096: 512 bytes), key id, ledger index, payload type, envelope
-        guard 2 * payload.count + room > maxFrameBytes else { return nil }
+        guard 2 * payload.count + replyRoom > maxFrameBytes else { return nil }
         let probe = reply(statement: statement, signed: SignedStatement(payloadType: PayloadType.decision, payload: payload,
                                                                         signature: [], keyID: statement.keyID), index: 0)
-        let bytes = probe.protobufBytes().count + room
+        let bytes = probe.protobufBytes().count + replyRoom
         return bytes > maxFrameBytes ? bytes : nil
     }
+
+    /// Room in a reply for what is added after signing: the signature (RSA-4096: 512 bytes), key
+    /// id, ledger index, payload type, and the envelope around it.
+    static let replyRoom = 2048
 
     static func reply(statement: DecisionStatement, signed: SignedStatement, index: UInt64) -> CountersignWire.Decision {
         var reply = CountersignWire.Decision()

@@ -386,6 +386,8 @@ public struct ExecutionResult: ProtoMessage {
     public var keyID = ""
     public var ledgerIndex: UInt64 = 0
     public var payloadType = ""
+    /// Deviations not listed in ``deviations`` (beyond the server's `limits.max_findings_listed`).
+    public var deviationsOmitted: UInt32 = 0
     public init() {}
 
     public mutating func decodeField(_ number: Int, _ wt: WireType, from r: inout ProtoReader) throws -> Bool {
@@ -398,6 +400,7 @@ public struct ExecutionResult: ProtoMessage {
         case 6: keyID = try r.readString(wt)
         case 7: ledgerIndex = try r.readUInt64(wt)
         case 8: payloadType = try r.readString(wt)
+        case 9: deviationsOmitted = try r.readUInt32(wt)
         default: return false
         }
         return true
@@ -412,6 +415,7 @@ public struct ExecutionResult: ProtoMessage {
         w.write(6, string: keyID)
         w.write(7, uint64: ledgerIndex)
         w.write(8, string: payloadType)
+        w.write(9, uint32: deviationsOmitted)
     }
 }
 
@@ -426,7 +430,11 @@ public struct ExecutionStatement: ProtoMessage {
     public var owner = ""
     public var keyID = ""
     public var decidedAtUnixMs: Int64 = 0
+    /// The addresses (or, for a whole-report deviation, the message) that deviate: at most the
+    /// server's `limits.max_findings_listed`.
     public var deviations: [String] = []
+    /// How many more deviate than are listed; the verdict is over all of them.
+    public var deviationsOmitted: UInt32 = 0
     public init() {}
 
     public mutating func decodeField(_ number: Int, _ wt: WireType, from r: inout ProtoReader) throws -> Bool {
@@ -440,6 +448,7 @@ public struct ExecutionStatement: ProtoMessage {
         case 7: keyID = try r.readString(wt)
         case 8: decidedAtUnixMs = try r.readInt64(wt)
         case 9: deviations.append(try r.readString(wt))
+        case 10: deviationsOmitted = try r.readUInt32(wt)
         default: return false
         }
         return true
@@ -455,6 +464,7 @@ public struct ExecutionStatement: ProtoMessage {
         w.write(7, string: keyID)
         w.write(8, int64: decidedAtUnixMs)
         w.write(9, strings: deviations)
+        w.write(10, uint32: deviationsOmitted)
     }
 }
 

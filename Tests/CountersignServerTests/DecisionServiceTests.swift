@@ -313,6 +313,28 @@ import Testing
             let again = try await client.verifyPlan(request)
             #expect(again.statement == decision.statement)
             #expect(again.findingsOmitted == decision.findingsOmitted)
+
+            // An execution verdict lists at most as many deviations: an approved plan of 30
+            // changes, and a report of 50 others (50 extra, 30 missing).
+            var approved = VerifyPlanRequest()
+            approved.requestID = "approved-\(UUID().uuidString)"
+            approved.userRequest = "Deploy the web stack"
+            approved.owner = "maria.lopez@acmetech.example"
+            approved.plan = Array(PlanBench.generatedPlan(resources: 30).utf8)
+            approved.planFormat = "terraform-json"
+            #expect(try await client.verifyPlan(approved).verdict == .approved)
+            var report = VerifyExecutionRequest()
+            report.requestID = approved.requestID
+            report.execution = Array("[\((0..<50).map { #"{"address":"aws_instance.extra_\#($0)","action":"create"}"# }.joined(separator: ","))]".utf8)
+            report.executionFormat = "changes-json"
+            let result: ExecutionResult = try await client.call(Method.verifyExecution, report)
+            let executionStatement = try ExecutionStatement(protobuf: result.statement)
+            #expect(result.verdict == .deviation)
+            #expect(result.deviations.count == 20)
+            #expect(result.deviationsOmitted == 60)
+            #expect(executionStatement.deviations == result.deviations.map(\.address))
+            #expect(executionStatement.deviationsOmitted == 60)
+            #expect(try await stack.ledger.entry(at: result.ledgerIndex).statement.payload == result.statement)
             await client.close()
         }
     }
@@ -338,6 +360,27 @@ import Testing
             // The same connection decides a smaller plan.
             let small = try await client.verifyPlan(Self.request("small", plan: Self.untaggedBuckets(3)))
             #expect(small.findings.count >= 3)
+
+            // An execution verdict too: twelve extra resources with addresses of 20 KB make a
+            // report of 240 KB, and a verdict that names each address three times.
+            var approved = VerifyPlanRequest()
+            approved.requestID = "approved-\(UUID().uuidString)"
+            approved.userRequest = "Deploy the web stack"
+            approved.owner = "maria.lopez@acmetech.example"
+            approved.plan = Array(PlanBench.generatedPlan(resources: 30).utf8)
+            approved.planFormat = "terraform-json"
+            #expect(try await client.verifyPlan(approved).verdict == .approved)
+            var report = VerifyExecutionRequest()
+            report.requestID = approved.requestID
+            let long = String(repeating: "x", count: 20_000)
+            report.execution = Array("[\((0..<12).map { #"{"address":"aws_instance.\#(long)\#($0)","action":"create"}"# }.joined(separator: ","))]".utf8)
+            report.executionFormat = "changes-json"
+            let executionError = await #expect(throws: Status.self) {
+                let _: ExecutionResult = try await client.call(Method.verifyExecution, report)
+            }
+            #expect(executionError?.code == .resourceExhausted)
+            #expect(try await stack.ledger.latest(kind: .execution, requestID: approved.requestID) == nil)
+            #expect(try await stack.ledger.latest(kind: .refusal, requestID: approved.requestID) != nil)
             await client.close()
         }
     }
