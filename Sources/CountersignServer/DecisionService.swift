@@ -37,6 +37,10 @@ public struct DecisionService: Sendable {
 
     /// Longest request id accepted.
     static let maxRequestIDLength = 200
+    /// Longest change ticket id accepted (the statement carries it as given).
+    static let maxChangeTicketLength = 200
+    /// Longest `user_request` accepted: a person's words, not a document.
+    static let maxUserRequestBytes = 64 << 10
 
     /// - Parameters:
     ///   - alerts: where vetoes and deviations are reported (none: they are only logged).
@@ -112,6 +116,12 @@ public struct DecisionService: Sendable {
         }
         guard !request.owner.isEmpty else { throw Status(.invalidArgument, "owner (the accountable human) is required") }
         guard !request.plan.isEmpty else { throw Status(.invalidArgument, "plan is empty") }
+        guard request.changeTicket.utf8.count <= Self.maxChangeTicketLength else {
+            throw Status(.invalidArgument, "change_ticket must be at most \(Self.maxChangeTicketLength) bytes")
+        }
+        guard request.userRequest.utf8.count <= Self.maxUserRequestBytes else {
+            throw Status(.invalidArgument, "user_request must be at most \(Self.maxUserRequestBytes) bytes")
+        }
         guard context.principal.mayActFor(request.owner) else {
             let status = Status(.permissionDenied, "orchestrator '\(context.principal.id)' may not act for '\(request.owner)'")
             await ledgerRefusal(context: context, status: status, requestID: request.requestID, owner: request.owner)

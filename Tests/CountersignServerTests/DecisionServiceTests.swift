@@ -385,6 +385,33 @@ import Testing
         }
     }
 
+    /// A change ticket is an id and the person's words are a request: beyond their limits they
+    /// are refused, naming the field, before anything is evaluated or stored.
+    @Test func aChangeTicketOrWordsOfUnreasonableSizeAreRefused() async throws {
+        try await DecisionStack.with { stack in
+            let client = try await stack.server.client("orchestrator")
+            let size = try await stack.ledger.size()
+            var ticket = Self.request("ticket", plan: Self.untaggedBuckets(3))
+            ticket.changeTicket = "CHG-" + String(repeating: "9", count: DecisionService.maxChangeTicketLength)
+            let ticketError = await #expect(throws: Status.self) { _ = try await client.verifyPlan(ticket) }
+            #expect(ticketError?.code == .invalidArgument)
+            #expect(ticketError?.message == "change_ticket must be at most \(DecisionService.maxChangeTicketLength) bytes")
+            var words = Self.request("words", plan: Self.untaggedBuckets(3))
+            words.userRequest = String(repeating: "create the buckets ", count: DecisionService.maxUserRequestBytes / 19 + 1)
+            let wordsError = await #expect(throws: Status.self) { _ = try await client.verifyPlan(words) }
+            #expect(wordsError?.code == .invalidArgument)
+            #expect(wordsError?.message == "user_request must be at most \(DecisionService.maxUserRequestBytes) bytes")
+            #expect(try await stack.ledger.size() == size)
+            // At their limits, both are decided.
+            ticket.changeTicket = String(ticket.changeTicket.prefix(DecisionService.maxChangeTicketLength))
+            words.userRequest = String(words.userRequest.prefix(DecisionService.maxUserRequestBytes))
+            ticket.userRequest = words.userRequest
+            let decision = try await client.verifyPlan(ticket)
+            #expect(try DecisionStatement(protobuf: decision.statement).changeTicket == ticket.changeTicket)
+            await client.close()
+        }
+    }
+
     @Test func checkpointAndProofsVerifyOffline() async throws {
         try await DecisionStack.with { stack in
             let client = try await stack.server.client("auditor")
