@@ -37,6 +37,8 @@ public struct DecisionService: Sendable {
 
     /// Longest request id accepted.
     static let maxRequestIDLength = 200
+    /// Longest owner accepted (an e-mail address is at most 254 bytes).
+    static let maxOwnerLength = 320
     /// Longest change ticket id accepted (the statement carries it as given).
     static let maxChangeTicketLength = 200
     /// Longest `user_request` accepted: a person's words, not a document.
@@ -114,7 +116,9 @@ public struct DecisionService: Sendable {
         guard !request.requestID.isEmpty, request.requestID.utf8.count <= Self.maxRequestIDLength else {
             throw Status(.invalidArgument, "request_id must be 1 to \(Self.maxRequestIDLength) bytes")
         }
-        guard !request.owner.isEmpty else { throw Status(.invalidArgument, "owner (the accountable human) is required") }
+        guard !request.owner.isEmpty, request.owner.utf8.count <= Self.maxOwnerLength else {
+            throw Status(.invalidArgument, "owner (the accountable human) must be 1 to \(Self.maxOwnerLength) bytes")
+        }
         guard !request.plan.isEmpty else { throw Status(.invalidArgument, "plan is empty") }
         guard request.changeTicket.utf8.count <= Self.maxChangeTicketLength else {
             throw Status(.invalidArgument, "change_ticket must be at most \(Self.maxChangeTicketLength) bytes")
@@ -350,6 +354,9 @@ public struct DecisionService: Sendable {
     // MARK: GetDecision
 
     func getDecision(_ request: GetDecisionRequest, _ context: CallContext) async throws -> CountersignWire.Decision {
+        guard !request.requestID.isEmpty, request.requestID.utf8.count <= Self.maxRequestIDLength else {
+            throw Status(.invalidArgument, "request_id must be 1 to \(Self.maxRequestIDLength) bytes")
+        }
         guard let stored = try await ledger.latest(kind: .decision, requestID: request.requestID) else {
             throw Status(.notFound, "no decision for request_id '\(request.requestID)'")
         }

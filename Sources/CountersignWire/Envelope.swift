@@ -54,10 +54,29 @@ public struct Status: ProtoMessage, Error {
 
     public init() {}
 
+    /// - Parameter message: cut to ``maxMessageBytes`` (on a character boundary, ending in "…"):
+    ///   a message that quotes a client's input must not make a reply larger than the input.
     public init(_ code: StatusCode, _ message: String = "", activeAddress: String = "") {
         self.code = code
-        self.message = message
+        self.message = Status.bounded(message)
         self.activeAddress = activeAddress
+    }
+
+    /// Longest message a status made here carries, in UTF-8 bytes.
+    public static let maxMessageBytes = 4096
+
+    static func bounded(_ message: String) -> String {
+        guard message.utf8.count > maxMessageBytes else { return message }
+        var cut = ""
+        var bytes = 0
+        let budget = maxMessageBytes - 3  // "…" is three bytes
+        for c in message {
+            let n = c.utf8.count
+            if bytes + n > budget { break }
+            cut.append(c)
+            bytes += n
+        }
+        return cut + "…"
     }
 
     public static let ok = Status(.ok)

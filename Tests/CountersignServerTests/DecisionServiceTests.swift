@@ -385,9 +385,10 @@ import Testing
         }
     }
 
-    /// A change ticket is an id and the person's words are a request: beyond their limits they
-    /// are refused, naming the field, before anything is evaluated or stored.
-    @Test func aChangeTicketOrWordsOfUnreasonableSizeAreRefused() async throws {
+    /// An owner, a change ticket and a request id are ids, and the person's words are a request:
+    /// beyond their limits they are refused, naming the field, before anything is evaluated,
+    /// ledgered, or quoted back.
+    @Test func anOwnerTicketWordsOrRequestIDOfUnreasonableSizeAreRefused() async throws {
         try await DecisionStack.with { stack in
             let client = try await stack.server.client("orchestrator")
             let size = try await stack.ledger.size()
@@ -401,6 +402,15 @@ import Testing
             let wordsError = await #expect(throws: Status.self) { _ = try await client.verifyPlan(words) }
             #expect(wordsError?.code == .invalidArgument)
             #expect(wordsError?.message == "user_request must be at most \(DecisionService.maxUserRequestBytes) bytes")
+            var owner = Self.request("owner", plan: Self.untaggedBuckets(3))
+            owner.owner = String(repeating: "o", count: 1 << 20) + "@acmetech.example"
+            let ownerError = await #expect(throws: Status.self) { _ = try await client.verifyPlan(owner) }
+            #expect(ownerError?.code == .invalidArgument)
+            #expect(ownerError?.message == "owner (the accountable human) must be 1 to \(DecisionService.maxOwnerLength) bytes")
+            let lookupError = await #expect(throws: Status.self) {
+                let _: CountersignWire.Decision = try await client.call(Method.getDecision, GetDecisionRequest(requestID: String(repeating: "r", count: 1 << 20)))
+            }
+            #expect(lookupError?.code == .invalidArgument)
             #expect(try await stack.ledger.size() == size)
             // At their limits, both are decided.
             ticket.changeTicket = String(ticket.changeTicket.prefix(DecisionService.maxChangeTicketLength))

@@ -32,6 +32,7 @@ enum RandomMessages {
         d.keyID = g.string(64)
         d.ledgerIndex = g.pick([0, 1, UInt64.max, UInt64.random(in: 0...UInt64.max, using: &g)])
         d.payloadType = g.string(50)
+        d.findingsOmitted = g.pick([0, 1, UInt32.max, UInt32.random(in: 0...UInt32.max, using: &g)])
         return d
     }
 
@@ -50,6 +51,8 @@ enum RandomMessages {
         s.cannotOverride = Bool.random(using: &g)
         s.revision = UInt32.random(in: 0...UInt32.max, using: &g)
         s.confirmations = (0..<Int.random(in: 0...3, using: &g)).map { _ in g.string(20) }
+        s.findingsOmitted = g.pick([0, 1, UInt32.max, UInt32.random(in: 0...UInt32.max, using: &g)])
+        s.omittedRules = (0..<Int.random(in: 0...3, using: &g)).map { _ in g.string(20) }
         return s
     }
 
@@ -84,6 +87,19 @@ enum RandomMessages {
 }
 
 @Suite struct RobustnessTests {
+    /// A status made here never carries more than `Status.maxMessageBytes` of message, however
+    /// much of a client's input it quotes, and is cut on a character boundary.
+    @Test func aStatusMessageIsBounded() throws {
+        let quoted = String(repeating: "é", count: 10_000)  // two bytes each
+        let status = Status(.notFound, "no decision for request_id '\(quoted)'")
+        #expect(status.message.utf8.count <= Status.maxMessageBytes)
+        #expect(status.message.hasPrefix("no decision for request_id 'éé"))
+        #expect(status.message.hasSuffix("é…"))
+        #expect(Status(.notFound, "short").message == "short")
+        let exact = String(repeating: "a", count: Status.maxMessageBytes)
+        #expect(Status(.unavailable, exact).message == exact)
+    }
+
     @Test func randomMessagesRoundTrip() throws {
         var g = SplitMix64(seed: 2026)
         for _ in 0..<2000 {
