@@ -14,6 +14,10 @@ extension Router {
             await custodian.listKeys()
         }
         async(Method.proposeRotation, roles: [.officer]) { (request: ProposeRotationRequest, context: CallContext) in
+            // The reason goes into a signed key event, which every node reads at every start.
+            guard request.reason.utf8.count <= maxRotationReasonBytes else {
+                throw Status(.invalidArgument, "reason must be at most \(maxRotationReasonBytes) bytes")
+            }
             var algorithm: KeyAlgorithm?
             if !request.algorithm.isEmpty {
                 guard let a = KeyAlgorithm(rawValue: request.algorithm) else {
@@ -28,3 +32,6 @@ extension Router {
         }
     }
 }
+
+/// Longest reason a rotation proposal may give.
+let maxRotationReasonBytes = 1024

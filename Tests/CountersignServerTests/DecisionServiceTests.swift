@@ -411,6 +411,15 @@ import Testing
                 let _: CountersignWire.Decision = try await client.call(Method.getDecision, GetDecisionRequest(requestID: String(repeating: "r", count: 1 << 20)))
             }
             #expect(lookupError?.code == .invalidArgument)
+            let officer = try await stack.server.client("officer-1")
+            var proposal = ProposeRotationRequest()
+            proposal.reason = String(repeating: "because ", count: 1 << 17)
+            let proposalError = await #expect(throws: Status.self) {
+                let _: RotationProposal = try await officer.call(Method.proposeRotation, proposal)
+            }
+            #expect(proposalError?.code == .invalidArgument)
+            #expect(proposalError?.message == "reason must be at most \(maxRotationReasonBytes) bytes")
+            await officer.close()
             #expect(try await stack.ledger.size() == size)
             // At their limits, both are decided.
             ticket.changeTicket = String(ticket.changeTicket.prefix(DecisionService.maxChangeTicketLength))
