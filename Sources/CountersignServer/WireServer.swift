@@ -182,6 +182,12 @@ public final class WireServer: Service, Sendable {
                 }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(tls)
+                    // A client that does not read its replies is not read either: once the replies
+                    // waiting for it pass the channel's high-water mark (64 KiB), the server stops
+                    // reading its requests until they drain, and the idle timeout ends it. Without
+                    // this, one such client made the node hold 6.6 GB of replies to 2 million
+                    // ListKeys calls (100 MB sent).
+                    try channel.pipeline.syncOperations.addHandler(BackPressureHandler())
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: limits.maxFrameBytes)))
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }

@@ -4,6 +4,7 @@ import CountersignTestSupport
 @testable import CountersignServer
 import CountersignWire
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -205,6 +206,42 @@ import Testing
             #expect(correct == 1000)
         }
         await client.close()
+        try await server.stop()
+    }
+
+    /// A client that sends calls and never reads the replies is not read either once its replies
+    /// back up: its sending stalls after what the sockets' buffers hold, instead of the server
+    /// reading on and keeping every reply in memory; and the idle timeout then closes it.
+    @Test func aClientThatDoesNotReadItsRepliesStopsBeingRead() async throws {
+        let server = try await TestServer.start { $0.idleTimeoutMs = 2000 }
+        let connection = try await RawConnection.connect(port: server.port, identity: "orchestrator")
+        let health = Frame.bytes(of: Envelope(callID: 1, method: Method.health))
+        try await connection.send(health)
+        #expect(await server.eventually { (try? connection.envelopes().count) == 1 })
+        try await connection.channel.setOption(ChannelOptions.autoRead, value: false)
+        let chunk = [UInt8]((0..<2000).flatMap { i in Frame.bytes(of: Envelope(callID: UInt64(i + 2), method: Method.health)) })
+        let limit = 96 << 20  // without back-pressure, all of it goes: 4 million calls the server answers into memory
+        var sent = 0
+        var stalled = false
+        while sent < limit {
+            var buffer = connection.channel.allocator.buffer(capacity: chunk.count)
+            buffer.writeBytes(chunk)
+            let written = connection.channel.eventLoop.makePromise(of: Void.self)
+            connection.channel.writeAndFlush(buffer, promise: written)
+            let done = NIOLockedValueBox(false)
+            written.futureResult.whenComplete { _ in done.withLockedValue { $0 = true } }
+            let deadline = ContinuousClock.now + .seconds(3)
+            while !done.withLockedValue({ $0 }) && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            guard done.withLockedValue({ $0 }) else { stalled = true; break }
+            sent += chunk.count
+        }
+        #expect(stalled, "the server read all \(sent) bytes of calls while their replies went unread")
+        #expect(sent < limit)
+        // Nothing completes a frame while the server does not read: the idle timeout closes it.
+        #expect(await connection.closed(within: .seconds(10)))
+        await connection.close()
         try await server.stop()
     }
 

@@ -2,13 +2,13 @@
 """A flood of large plans, pipelined: more request bytes than a node may hold in flight.
 
 Each of CONNECTIONS connections sends its share of CALLS VerifyPlan calls with the plan PLAN_JSON
-as fast as TCP takes them, without waiting for replies, then reads every reply. Prints one line
+as fast as TCP takes them, without waiting for replies, and reads the replies as they come. Prints one line
 per (status code, start of message) with its count, then `answered N` and `lost N` (calls whose
 connection ended before their reply).
 
 Usage: flood.py GENERATED_DIR HOST PORT PKI_DIR PLAN_JSON CALLS CONNECTIONS
 """
-import collections, socket, ssl, struct, sys, threading, uuid
+import collections, select, socket, ssl, struct, sys, threading, time, uuid
 
 gen, host, port, pki, plan_path = sys.argv[1:6]
 calls, connections = int(sys.argv[6]), int(sys.argv[7])
@@ -22,37 +22,60 @@ lock = threading.Lock()
 
 
 def connection(share):
-    global answered, lost
+    global answered
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_verify_locations(f"{pki}/ca.crt")
     ctx.load_cert_chain(f"{pki}/orchestrator.crt", f"{pki}/orchestrator.key")
     sock = ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=300), server_hostname="localhost")
-    # One thread per connection, sending first and reading after: Python's ssl sockets may not be
-    # read and written from two threads at once. The server reads on while its replies queue up.
+    # Every call is written as fast as TCP takes it, and replies are read as they come, in one
+    # thread (Python's ssl sockets may not be used from two at once): the socket is non-blocking,
+    # and the loop writes what it can, reads what there is, and waits in select() for either. A
+    # client that wrote everything before reading would deadlock once its replies filled the
+    # buffers: the server stops reading a client that does not read.
+    pending = bytearray()
+    for i in range(share):
+        request = audit_pb2.VerifyPlanRequest(
+            request_id=f"flood-{uuid.uuid4()}", user_request="Deploy the web stack",
+            owner="maria.lopez@acmetech.example", plan=plan, plan_format="terraform-json")
+        env = envelope_pb2.Envelope(call_id=i + 1, method="/countersign.v1.Audit/VerifyPlan",
+                                    body=request.SerializeToString(), deadline_ms=120000)
+        payload = env.SerializeToString()
+        pending += b"\x00" + struct.pack(">I", len(payload)) + payload
+    view = memoryview(pending)
+    buffer = bytearray()
+    got = 0
+    sock.setblocking(False)
+    deadline = time.monotonic() + 600
     try:
-        for i in range(share):
-            request = audit_pb2.VerifyPlanRequest(
-                request_id=f"flood-{uuid.uuid4()}", user_request="Deploy the web stack",
-                owner="maria.lopez@acmetech.example", plan=plan, plan_format="terraform-json")
-            env = envelope_pb2.Envelope(call_id=i + 1, method="/countersign.v1.Audit/VerifyPlan",
-                                        body=request.SerializeToString(), deadline_ms=120000)
-            payload = env.SerializeToString()
-            sock.sendall(b"\x00" + struct.pack(">I", len(payload)) + payload)
-        buffer = b""
-        for _ in range(share):
-            while len(buffer) < 5 or len(buffer) < 5 + struct.unpack(">I", buffer[1:5])[0]:
+        while got < share and time.monotonic() < deadline:
+            progressed = False
+            if view:
+                try:
+                    n = sock.send(view[:1 << 20])
+                    view = view[n:]
+                    progressed = n > 0
+                except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                    pass
+            try:
                 chunk = sock.recv(1 << 20)
                 if not chunk:
                     raise EOFError("connection closed by the server")
                 buffer += chunk
-            length = struct.unpack(">I", buffer[1:5])[0]
-            env = envelope_pb2.Envelope()
-            env.ParseFromString(buffer[5:5 + length])
-            buffer = buffer[5 + length:]
-            with lock:
-                statuses[(env.status.code, env.status.message[:60])] += 1
-                answered += 1
+                progressed = True
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                pass
+            while len(buffer) >= 5 and len(buffer) >= 5 + struct.unpack(">I", buffer[1:5])[0]:
+                length = struct.unpack(">I", buffer[1:5])[0]
+                env = envelope_pb2.Envelope()
+                env.ParseFromString(bytes(buffer[5:5 + length]))
+                del buffer[:5 + length]
+                got += 1
+                with lock:
+                    statuses[(env.status.code, env.status.message[:60])] += 1
+                    answered += 1
+            if not progressed and sock.pending() == 0:
+                select.select([sock], [sock] if view else [], [], 1.0)
     except (OSError, EOFError):
         pass
     finally:
