@@ -130,8 +130,8 @@ public struct LimitSettings: Sendable, Hashable {
     public var idleTimeoutMs: Int
     /// Deadline of a call whose envelope says 0 (`limits.default_deadline_ms`). Default 10,000 ms.
     public var defaultDeadlineMs: Int
-    /// Calls in flight on one connection; more are answered `RESOURCE_EXHAUSTED`
-    /// (`limits.max_calls_per_connection`). Default 4,096.
+    /// Calls in flight on one connection; more wait, unread, until one ends
+    /// (`limits.max_calls_per_connection`). Default 256.
     public var maxCallsPerConnection: Int
     /// Bytes of request bodies held by the calls in flight on the whole node; a call that would go
     /// above it is answered `RESOURCE_EXHAUSTED` at once (`limits.max_request_bytes_in_flight`).
@@ -142,7 +142,7 @@ public struct LimitSettings: Sendable, Hashable {
     public var maxFindingsListed: Int
 
     public init(maxFrameBytes: Int = 4 << 20, maxConnections: Int = 1024, handshakeTimeoutMs: Int = 5000,
-                idleTimeoutMs: Int = 30_000, defaultDeadlineMs: Int = 10_000, maxCallsPerConnection: Int = 4096,
+                idleTimeoutMs: Int = 30_000, defaultDeadlineMs: Int = 10_000, maxCallsPerConnection: Int = 256,
                 maxRequestBytesInFlight: Int = 256 << 20, maxFindingsListed: Int = 1000) {
         self.maxFrameBytes = maxFrameBytes
         self.maxConnections = maxConnections

@@ -21,8 +21,9 @@ final class ConnectionIdentity: @unchecked Sendable {
 /// `call_id`), replies framed out. Enforces the handshake timeout, the idle timeout (a connection
 /// that completes no frame in time is closed however many bytes trickle in), the per-connection
 /// call limit, the node-wide bound on request bytes in flight and call deadlines.
-final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let identity: ConnectionIdentity
@@ -44,6 +45,16 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var draining = false
     private var closing = false
     private var pendingFlush = false
+    /// Reply bytes written since the last flush: flushed at 64 KiB, so that the channel's
+    /// writability (which counts only what reached it) is true to what waits for the client.
+    private var unflushedBytes = 0
+    /// Frames that wait: read while the channel was not writable (the client is not reading its
+    /// replies, so no more are made for it), or while `max_calls_per_connection` calls were in
+    /// flight. They are served in order once both allow it; meanwhile the connection is not read
+    /// (``read(context:)``), so this holds at most what the last read brought.
+    private var heldFrames = CircularBuffer<ByteBuffer>()
+    /// A read the channel asked for while frames were held, passed on once they are served.
+    private var readPending = false
 
     init(identity: ConnectionIdentity, router: Router, limits: LimitSettings, requestBytes: RequestBytesInFlight,
          logger: Logger, handshakeFailures: @escaping @Sendable (HandshakeRejection) -> Void) {
@@ -128,9 +139,50 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: frames
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !closing, let principal = identity.principal else { return }
-        var frame = unwrapInboundIn(data)
+        guard !closing, identity.principal != nil else { return }
         lastFrame = .now()
+        if !heldFrames.isEmpty || !mayServe(context: context) {
+            heldFrames.append(unwrapInboundIn(data))
+            return
+        }
+        serve(unwrapInboundIn(data), context: context)
+    }
+
+    /// Whether a new call may be served now: its reply has somewhere to go, and the connection
+    /// has room for one more call in flight.
+    private func mayServe(context: ChannelHandlerContext) -> Bool {
+        context.channel.isWritable && inFlight.count < limits.maxCallsPerConnection
+    }
+
+    /// Serves the held frames that may be served now, and reads again once none is left.
+    private func serveHeldFrames(context: ChannelHandlerContext) {
+        while !closing, !heldFrames.isEmpty, mayServe(context: context) {
+            serve(heldFrames.removeFirst(), context: context)
+        }
+        flushIfNeeded(context: context)
+        if heldFrames.isEmpty, readPending, !closing {
+            readPending = false
+            context.read()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if heldFrames.isEmpty {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        serveHeldFrames(context: context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Decodes one frame's envelope and answers it, or starts its call.
+    private func serve(_ frame: ByteBuffer, context: ChannelHandlerContext) {
+        guard let principal = identity.principal else { return }
+        var frame = frame
         let bytes = frame.readBytes(length: frame.readableBytes) ?? []
         let envelope: Envelope
         do {
@@ -147,10 +199,6 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         guard !inFlight.contains(callID) else {
             reply(context: context, callID: callID, status: Status(.invalidArgument, "call_id \(callID) is already in flight"))
-            return
-        }
-        guard inFlight.count < limits.maxCallsPerConnection else {
-            reply(context: context, callID: callID, status: Status(.resourceExhausted, "more than \(limits.maxCallsPerConnection) calls in flight"))
             return
         }
         guard let route = router.route(for: envelope.method) else {
@@ -216,6 +264,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
                 }
                 handler.flushIfNeeded(context: ctx.value)
                 handler.afterCall(context: ctx.value)
+                handler.serveHeldFrames(context: ctx.value)
             }
         }
         inFlight.add(callID, deadline: .now() + .milliseconds(Int64(deadlineMs)),
@@ -240,6 +289,7 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         flushIfNeeded(context: context)
         afterCall(context: context)
+        serveHeldFrames(context: context)
     }
 
     private func afterCall(context: ChannelHandlerContext) {
@@ -268,13 +318,16 @@ final class ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard !closing else { return }
         var buffer = context.channel.allocator.buffer(capacity: 64)
         Frame.write(envelope, into: &buffer)
+        unflushedBytes += buffer.readableBytes
         context.write(wrapOutboundOut(buffer), promise: nil)
         pendingFlush = true
+        if unflushedBytes >= 64 << 10 { flushIfNeeded(context: context) }
     }
 
     private func flushIfNeeded(context: ChannelHandlerContext) {
         if pendingFlush {
             pendingFlush = false
+            unflushedBytes = 0
             context.flush()
         }
     }

@@ -245,6 +245,36 @@ import Testing
         try await server.stop()
     }
 
+    /// Calls beyond `limits.max_calls_per_connection` on one connection wait, unread, until one
+    /// ends: every one is answered, none refused, and no more than the limit run at once.
+    @Test func callsBeyondTheConnectionsLimitWaitInsteadOfBeingRefused() async throws {
+        let running = NIOLockedValueBox((now: 0, most: 0))
+        let server = try await TestServer.start { $0.maxCallsPerConnection = 4 } routes: { router in
+            router.async(Router.echoMethod) { (request: EchoRequest, _: CallContext) in
+                running.withLockedValue { $0.now += 1; $0.most = max($0.most, $0.now) }
+                try await Task.sleep(for: .milliseconds(20))
+                running.withLockedValue { $0.now -= 1 }
+                return request
+            }
+        }
+        let connection = try await RawConnection.connect(port: server.port, identity: "orchestrator")
+        var frames: [UInt8] = []
+        for i in 1...40 {
+            frames += Frame.bytes(of: Envelope(callID: UInt64(i), method: Router.echoMethod,
+                                               body: EchoRequest(payload: [UInt8(i)]).protobufBytes()))
+        }
+        try await connection.send(frames)
+        #expect(await server.eventually(timeout: .seconds(10)) { (try? connection.envelopes().count) == 40 })
+        let replies = try connection.envelopes()
+        #expect(replies.allSatisfy { ($0.status?.code ?? .ok) == .ok })
+        #expect(Set(replies.map(\.callID)) == Set(1...40))
+        #expect(try replies.allSatisfy { try EchoRequest(protobuf: $0.body).payload == [UInt8($0.callID)] })
+        let most = running.withLockedValue { $0.most }
+        #expect(most <= 4 && most >= 2, "at most the limit, and more than one, ran at once: \(most)")
+        await connection.close()
+        try await server.stop()
+    }
+
     /// Request bodies held by calls in flight are bounded node-wide: a call that would go above
     /// `limits.max_request_bytes_in_flight` is refused at once, on any connection, while smaller
     /// ones still fit; the bytes come back when a call ends, answered or cut off by its deadline.
