@@ -283,6 +283,18 @@ import Testing
         return request
     }
 
+    /// Approves a generated plan of 30 changes for the web stack, and returns its request id.
+    static func approvedWebStack(_ client: CountersignClient) async throws -> String {
+        var request = VerifyPlanRequest()
+        request.requestID = "approved-\(UUID().uuidString)"
+        request.userRequest = "Deploy the web stack"
+        request.owner = "maria.lopez@acmetech.example"
+        request.plan = Array(PlanBench.generatedPlan(resources: 30).utf8)
+        request.planFormat = "terraform-json"
+        #expect(try await client.verifyPlan(request).verdict == .approved)
+        return request.requestID
+    }
+
     /// A plan with more findings than `limits.max_findings_listed` gets its decision: the verdict
     /// over all of them, the strictest listed, the rest counted and their rules named, signed.
     @Test func aDecisionListsAtMostTheConfiguredFindings() async throws {
@@ -316,15 +328,9 @@ import Testing
 
             // An execution verdict lists at most as many deviations: an approved plan of 30
             // changes, and a report of 50 others (50 extra, 30 missing).
-            var approved = VerifyPlanRequest()
-            approved.requestID = "approved-\(UUID().uuidString)"
-            approved.userRequest = "Deploy the web stack"
-            approved.owner = "maria.lopez@acmetech.example"
-            approved.plan = Array(PlanBench.generatedPlan(resources: 30).utf8)
-            approved.planFormat = "terraform-json"
-            #expect(try await client.verifyPlan(approved).verdict == .approved)
+            let approved = try await Self.approvedWebStack(client)
             var report = VerifyExecutionRequest()
-            report.requestID = approved.requestID
+            report.requestID = approved
             report.execution = Array("[\((0..<50).map { #"{"address":"aws_instance.extra_\#($0)","action":"create"}"# }.joined(separator: ","))]".utf8)
             report.executionFormat = "changes-json"
             let result: ExecutionResult = try await client.call(Method.verifyExecution, report)
@@ -363,15 +369,9 @@ import Testing
 
             // An execution verdict too: twelve extra resources with addresses of 20 KB make a
             // report of 240 KB, and a verdict that names each address three times.
-            var approved = VerifyPlanRequest()
-            approved.requestID = "approved-\(UUID().uuidString)"
-            approved.userRequest = "Deploy the web stack"
-            approved.owner = "maria.lopez@acmetech.example"
-            approved.plan = Array(PlanBench.generatedPlan(resources: 30).utf8)
-            approved.planFormat = "terraform-json"
-            #expect(try await client.verifyPlan(approved).verdict == .approved)
+            let approved = try await Self.approvedWebStack(client)
             var report = VerifyExecutionRequest()
-            report.requestID = approved.requestID
+            report.requestID = approved
             let long = String(repeating: "x", count: 20_000)
             report.execution = Array("[\((0..<12).map { #"{"address":"aws_instance.\#(long)\#($0)","action":"create"}"# }.joined(separator: ","))]".utf8)
             report.executionFormat = "changes-json"
@@ -379,8 +379,8 @@ import Testing
                 let _: ExecutionResult = try await client.call(Method.verifyExecution, report)
             }
             #expect(executionError?.code == .resourceExhausted)
-            #expect(try await stack.ledger.latest(kind: .execution, requestID: approved.requestID) == nil)
-            #expect(try await stack.ledger.latest(kind: .refusal, requestID: approved.requestID) != nil)
+            #expect(try await stack.ledger.latest(kind: .execution, requestID: approved) == nil)
+            #expect(try await stack.ledger.latest(kind: .refusal, requestID: approved) != nil)
             await client.close()
         }
     }
