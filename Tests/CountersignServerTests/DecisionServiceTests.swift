@@ -230,12 +230,7 @@ import Testing
     @Test func aLargePlanAndALargeExecutionReportAreReadOffTheExecutor() async throws {
         let plan = Array(PlanBench.generatedPlan(resources: 1200).utf8)
         #expect(plan.count > DecisionService.offloadedInputBytes)
-        var request = VerifyPlanRequest()
-        request.requestID = "large-\(UUID().uuidString)"
-        request.userRequest = "Deploy the web stack"
-        request.owner = "maria.lopez@acmetech.example"
-        request.plan = plan
-        request.planFormat = "terraform-json"
+        let request = Self.request("large", plan: plan, words: "Deploy the web stack")
         let inProcess = try PolicyEngine().evaluate(EvaluationRequest(
             requestID: request.requestID, userRequest: request.userRequest, owner: request.owner, plan: plan,
             planFormat: .terraformJSON, changeTicket: nil, infracost: nil))
@@ -273,10 +268,11 @@ import Testing
         return Array(#"{"format_version":"1.2","terraform_version":"1.6.0","resource_changes":[\#(changes.joined(separator: ","))]}"#.utf8)
     }
 
-    static func request(_ id: String, plan: [UInt8]) -> VerifyPlanRequest {
+    /// A request for Maria with a fresh id starting with `id`.
+    static func request(_ id: String, plan: [UInt8], words: String = "Create the storage buckets for the analytics team") -> VerifyPlanRequest {
         var request = VerifyPlanRequest()
         request.requestID = "\(id)-\(UUID().uuidString)"
-        request.userRequest = "Create the storage buckets for the analytics team"
+        request.userRequest = words
         request.owner = "maria.lopez@acmetech.example"
         request.plan = plan
         request.planFormat = "terraform-json"
@@ -285,12 +281,7 @@ import Testing
 
     /// Approves a generated plan of 30 changes for the web stack, and returns its request id.
     static func approvedWebStack(_ client: CountersignClient) async throws -> String {
-        var request = VerifyPlanRequest()
-        request.requestID = "approved-\(UUID().uuidString)"
-        request.userRequest = "Deploy the web stack"
-        request.owner = "maria.lopez@acmetech.example"
-        request.plan = Array(PlanBench.generatedPlan(resources: 30).utf8)
-        request.planFormat = "terraform-json"
+        let request = Self.request("approved", plan: Array(PlanBench.generatedPlan(resources: 30).utf8), words: "Deploy the web stack")
         #expect(try await client.verifyPlan(request).verdict == .approved)
         return request.requestID
     }
