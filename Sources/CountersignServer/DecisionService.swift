@@ -220,7 +220,12 @@ public struct DecisionService: Sendable {
         statement.summary = evaluation.summary + listing.summaryNote
         statement.planned = evaluation.plannedChanges.map { CountersignWire.PlannedChange(address: $0.address, action: $0.action) }
         let payload = statement.protobufBytes()
-        if let replyBytes = Self.replyBytesAboveFrame(statement: statement, payload: payload, maxFrameBytes: maxFrameBytes) {
+        // The reply carries the statement and, at most, its findings and summary again: only a
+        // statement near half the frame needs its reply measured.
+        if 2 * payload.count + Self.replyRoom > maxFrameBytes, let replyBytes = Self.replyBytesAboveFrame(
+            Self.reply(statement: statement, signed: SignedStatement(payloadType: PayloadType.decision, payload: payload,
+                                                                     signature: [], keyID: statement.keyID), index: 0),
+            maxFrameBytes: maxFrameBytes) {
             // A decision nobody could receive would be signed and ledgered for nothing, and every
             // retry would be answered with it again; refuse it before signing, and say why.
             let status = Status(.resourceExhausted, "the decision for this plan would be a reply of \(replyBytes) bytes, "
@@ -303,47 +308,45 @@ public struct DecisionService: Sendable {
         statement.owner = owner
         statement.keyID = try await signer.activeKeyID
         statement.decidedAtUnixMs = now()
-        let allDeviations = deviations.count
-        deviations = Array(deviations.prefix(maxFindingsListed))
-        statement.deviations = deviations.map { $0.address.isEmpty ? $0.message : $0.address }
-        statement.deviationsOmitted = UInt32(allDeviations - deviations.count)
-        let payload = statement.protobufBytes()
-        var reply = ExecutionResult()
-        reply.requestID = request.requestID
-        reply.verdict = statement.verdict
-        reply.deviations = deviations.map {
-            var d = Deviation()
-            d.address = $0.address
-            d.expectedAction = $0.expected
-            d.actualAction = $0.actual
-            d.message = $0.message
-            return d
+        // The verdict lists at most `max_findings_listed` deviations, and none when even those would
+        // not fit in a frame (a report's addresses can be long). Either way it is signed, ledgered
+        // and alerted: a deviation is never dropped for its size.
+        func listing(_ listed: ArraySlice<ExecutionDeviation>) -> ExecutionResult {
+            var listedStatement = statement
+            listedStatement.deviations = listed.map { $0.address.isEmpty ? $0.message : $0.address }
+            listedStatement.deviationsOmitted = UInt32(deviations.count - listed.count)
+            var reply = ExecutionResult()
+            reply.requestID = request.requestID
+            reply.verdict = statement.verdict
+            reply.deviations = listed.map {
+                var d = Deviation()
+                d.address = $0.address
+                d.expectedAction = $0.expected
+                d.actualAction = $0.actual
+                d.message = $0.message
+                return d
+            }
+            reply.deviationsOmitted = listedStatement.deviationsOmitted
+            reply.statement = listedStatement.protobufBytes()
+            return reply
         }
-        reply.deviationsOmitted = statement.deviationsOmitted
-        reply.statement = payload
-        reply.payloadType = PayloadType.execution
-        // Listed deviations carry the report's addresses, which may be long: as for a decision, a
-        // verdict nobody could receive is refused before it is signed.
-        if 2 * payload.count + Self.replyRoom > maxFrameBytes, reply.protobufBytes().count + Self.replyRoom > maxFrameBytes {
-            let status = Status(.resourceExhausted, "the execution verdict would be a reply above limits.max_frame_bytes "
-                + "(\(maxFrameBytes)): it lists \(deviations.count) deviations; report the execution in smaller parts")
-            await ledgerRefusal(context: context, status: status, requestID: request.requestID, owner: owner)
-            throw status
+        var reply = listing(deviations.prefix(maxFindingsListed))
+        if Self.replyBytesAboveFrame(reply, maxFrameBytes: maxFrameBytes) != nil {
+            reply = listing([])
         }
-        let signed = try await signer.sign(payloadType: PayloadType.execution, payload: payload)
+        let signed = try await signer.sign(payloadType: PayloadType.execution, payload: reply.statement)
         let index = try await ledger.append(LedgerEntry(kind: .execution, statement: signed, agent: context.principal.id,
                                                         owner: owner, requestID: request.requestID))
         if !deviations.isEmpty {
             context.logger.warning("execution deviates from the approval", metadata: [
-                "cs.request_id": "\(request.requestID)", "cs.deviations": "\(allDeviations)", "cs.ledger_index": "\(index)",
+                "cs.request_id": "\(request.requestID)", "cs.deviations": "\(deviations.count)", "cs.ledger_index": "\(index)",
             ])
-            let first = deviations.prefix(3).map(\.message)
+            let first = deviations.prefix(3).map { String($0.message.prefix(300)) }
             alerts?.post(Alert(.deviation, "DEVIATION in the execution of \(request.requestID) reported by \(context.principal.id): "
-                                   + first.joined(separator: "; ") + (allDeviations > 3 ? " (and \(allDeviations - 3) more)" : ""),
+                                   + first.joined(separator: "; ") + (deviations.count > 3 ? " (and \(deviations.count - 3) more)" : ""),
                                details: ["request_id": request.requestID, "owner": owner, "agent": context.principal.id,
-                                         "deviations": "\(allDeviations)", "ledger_index": "\(index)"]))
+                                         "deviations": "\(deviations.count)", "ledger_index": "\(index)"]))
         }
-        reply.statement = signed.payload
         reply.signature = signed.signature
         reply.keyID = signed.keyID
         reply.ledgerIndex = index
@@ -431,15 +434,10 @@ public struct DecisionService: Sendable {
         return reply(statement: statement, signed: stored.statement, index: stored.index)
     }
 
-    /// The size of the reply that `statement` (encoded as `payload`) would make, with room for the
-    /// largest signature and the envelope, when that is above `maxFrameBytes`; nil when it fits.
-    /// The reply carries the statement and its findings and summary again, so it stays under
-    /// twice the statement: only a statement near half the frame is measured exactly.
-    static func replyBytesAboveFrame(statement: DecisionStatement, payload: [UInt8], maxFrameBytes: Int) -> Int? {
-        guard 2 * payload.count + replyRoom > maxFrameBytes else { return nil }
-        let probe = reply(statement: statement, signed: SignedStatement(payloadType: PayloadType.decision, payload: payload,
-                                                                        signature: [], keyID: statement.keyID), index: 0)
-        let bytes = probe.protobufBytes().count + replyRoom
+    /// The size of `reply`, unsigned, with room for what signing adds, when that is above
+    /// `maxFrameBytes`; nil when it fits.
+    static func replyBytesAboveFrame(_ reply: some ProtoMessage, maxFrameBytes: Int) -> Int? {
+        let bytes = reply.protobufBytes().count + replyRoom
         return bytes > maxFrameBytes ? bytes : nil
     }
 

@@ -337,7 +337,8 @@ import Testing
     }
 
     /// A decision whose reply would not fit in a frame is refused before it is signed, with the
-    /// reason, and the refusal is ledgered; the connection stays usable.
+    /// reason, and the refusal is ledgered; the connection stays usable. An execution verdict
+    /// that would not fit lists no deviations instead, and is recorded all the same.
     @Test func aDecisionTooLargeForAFrameIsRefusedBeforeSigning() async throws {
         // About 270 KB of plan; all its findings listed, a reply of about 560 KB.
         let request = Self.request("huge-decision", plan: Self.untaggedBuckets(1000))
@@ -358,20 +359,23 @@ import Testing
             let small = try await client.verifyPlan(Self.request("small", plan: Self.untaggedBuckets(3)))
             #expect(small.findings.count >= 3)
 
-            // An execution verdict too: twelve extra resources with addresses of 20 KB make a
-            // report of 240 KB, and a verdict that names each address three times.
+            // An execution verdict is never refused for its size: a deviation must be recorded.
+            // Twelve extra resources with addresses of 20 KB make a report of 240 KB, and a
+            // verdict listing them a reply of 720 KB: it lists none, and counts them all.
             let approved = try await Self.approvedWebStack(client)
             var report = VerifyExecutionRequest()
             report.requestID = approved
             let long = String(repeating: "x", count: 20_000)
             report.execution = Array("[\((0..<12).map { #"{"address":"aws_instance.\#(long)\#($0)","action":"create"}"# }.joined(separator: ","))]".utf8)
             report.executionFormat = "changes-json"
-            let executionError = await #expect(throws: Status.self) {
-                let _: ExecutionResult = try await client.call(Method.verifyExecution, report)
-            }
-            #expect(executionError?.code == .resourceExhausted)
-            #expect(try await stack.ledger.latest(kind: .execution, requestID: approved) == nil)
-            #expect(try await stack.ledger.latest(kind: .refusal, requestID: approved) != nil)
+            let result: ExecutionResult = try await client.call(Method.verifyExecution, report)
+            #expect(result.verdict == .deviation)
+            #expect(result.deviations.isEmpty)
+            #expect(result.deviationsOmitted == 42)  // 12 extra, 30 missing
+            let executionStatement = try ExecutionStatement(protobuf: result.statement)
+            #expect(executionStatement.deviations.isEmpty && executionStatement.deviationsOmitted == 42)
+            #expect(try await stack.ledger.entry(at: result.ledgerIndex).statement.payload == result.statement)
+            #expect(try await stack.ledger.latest(kind: .refusal, requestID: approved) == nil)
             await client.close()
         }
     }
