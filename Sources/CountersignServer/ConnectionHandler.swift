@@ -318,6 +318,16 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard !closing else { return }
         var buffer = context.channel.allocator.buffer(capacity: 64)
         Frame.write(envelope, into: &buffer)
+        let size = buffer.readableBytes - Frame.headerSize
+        if size > limits.maxFrameBytes {
+            // The client would refuse the frame and close the connection, failing every other call
+            // on it: the call gets the reason instead. (The decision service checks its replies
+            // before signing; this holds for every route.)
+            logger.error("reply above the frame limit", metadata: ["cs.call_id": "\(envelope.callID)", "cs.bytes": "\(size)"])
+            buffer.clear()
+            Frame.write(Envelope(callID: envelope.callID, status: Status(.resourceExhausted,
+                "the reply would be \(size) bytes, above limits.max_frame_bytes (\(limits.maxFrameBytes))")), into: &buffer)
+        }
         unflushedBytes += buffer.readableBytes
         context.write(wrapOutboundOut(buffer), promise: nil)
         pendingFlush = true

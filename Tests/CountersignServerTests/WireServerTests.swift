@@ -245,6 +245,26 @@ import Testing
         try await server.stop()
     }
 
+    /// No reply frame is larger than `limits.max_frame_bytes`, whatever a route returns: the call
+    /// gets `RESOURCE_EXHAUSTED` instead, and the connection and its other calls go on.
+    @Test func aReplyAboveTheFrameLimitBecomesAnError() async throws {
+        let server = try await TestServer.start { $0.maxFrameBytes = 64 << 10 } routes: { router in
+            router.async(Router.echoMethod) { (request: EchoRequest, _: CallContext) in
+                EchoRequest(payload: request.payload + request.payload)  // twice what came in
+            }
+        }
+        let client = try await server.client("orchestrator")
+        let error = await #expect(throws: Status.self) {
+            _ = try await client.call(Router.echoMethod, EchoRequest(payload: [UInt8](repeating: 7, count: 40 << 10)), as: EchoRequest.self)
+        }
+        #expect(error?.code == .resourceExhausted)
+        #expect(error?.message.contains("above limits.max_frame_bytes (65536)") == true)
+        let small = try await client.call(Router.echoMethod, EchoRequest(payload: [1, 2]), as: EchoRequest.self)
+        #expect(small.payload == [1, 2, 1, 2])
+        await client.close()
+        try await server.stop()
+    }
+
     /// Calls beyond `limits.max_calls_per_connection` on one connection wait, unread, until one
     /// ends: every one is answered, none refused, and no more than the limit run at once.
     @Test func callsBeyondTheConnectionsLimitWaitInsteadOfBeingRefused() async throws {
