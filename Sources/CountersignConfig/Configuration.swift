@@ -133,8 +133,9 @@ public struct LimitSettings: Sendable, Hashable {
     /// Calls in flight on one connection; more wait, unread, until one ends
     /// (`limits.max_calls_per_connection`). Default 256.
     public var maxCallsPerConnection: Int
-    /// Bytes of request bodies held by the calls in flight on the whole node; a call that would go
-    /// above it is answered `RESOURCE_EXHAUSTED` at once (`limits.max_request_bytes_in_flight`).
+    /// Bytes of request bodies held by the calls in flight on the whole node, and of their replies
+    /// not yet written to a socket; a call that would go above it is answered `RESOURCE_EXHAUSTED`
+    /// at once (`limits.max_request_bytes_in_flight`).
     /// At least `maxFrameBytes`. Default 256 MiB.
     public var maxRequestBytesInFlight: Int
     /// Most findings a decision lists, the strictest first; the verdict is over all of them, and the

@@ -20,7 +20,7 @@ final class ConnectionIdentity: @unchecked Sendable {
 /// Serves one connection: frames in, envelopes decoded, calls routed (many in flight, matched by
 /// `call_id`), replies framed out. Enforces the handshake timeout, the idle timeout (a connection
 /// that completes no frame in time is closed however many bytes trickle in), the per-connection
-/// call limit, the node-wide bound on request bytes in flight and call deadlines.
+/// call limit, the node-wide bound on request and reply bytes in flight and call deadlines.
 final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -242,8 +242,10 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: calls
 
-    /// Runs an async call in a task of its own. `reserved` bytes of ``requestBytes`` are given back
-    /// when the task ends, whether it answered, failed or was cancelled by its deadline.
+    /// Runs an async call in a task of its own. The `reserved` bytes of ``requestBytes`` become its
+    /// reply's, held until the reply has gone to the socket (a client that does not read its replies
+    /// keeps them in the node's memory, not its own); they are given back when the task ends if the
+    /// deadline answered the call first or the connection has closed.
     private func start(_ handler: @escaping @Sendable ([UInt8], CallContext) async throws -> [UInt8],
                        body: [UInt8], reserved: Int, call: CallContext, deadlineMs: Int, context: ChannelHandlerContext) {
         let loop = context.eventLoop
@@ -254,13 +256,16 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let task = Task {
             let result: Result<[UInt8], any Error>
             do { result = .success(try await handler(body, call)) } catch { result = .failure(error) }
-            requestBytes.release(reserved)
             loop.execute {
                 let handler = bound.value
-                guard handler.inFlight.remove(callID) != nil else { return }  // deadline won
+                guard handler.inFlight.remove(callID) != nil else {  // the deadline won, or the connection closed
+                    requestBytes.release(reserved)
+                    return
+                }
                 switch result {
-                case .success(let bytes): handler.reply(context: ctx.value, callID: callID, body: bytes)
-                case .failure(let error): handler.reply(context: ctx.value, callID: callID, status: handler.status(for: error, call: call))
+                case .success(let bytes): handler.reply(context: ctx.value, callID: callID, body: bytes, holding: reserved)
+                case .failure(let error):
+                    handler.reply(context: ctx.value, callID: callID, status: handler.status(for: error, call: call), holding: reserved)
                 }
                 handler.flushIfNeeded(context: ctx.value)
                 handler.afterCall(context: ctx.value)
@@ -306,16 +311,22 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: writing
 
-    private func reply(context: ChannelHandlerContext, callID: UInt64, body: [UInt8]) {
-        write(context: context, Envelope(callID: callID, body: body, status: .ok))
+    /// Writes a call's reply. `holding` bytes of ``requestBytes``, reserved for the call, are
+    /// exchanged for the reply frame's size, and released once the frame has been written to the
+    /// socket, or has failed to be because the connection closed.
+    private func reply(context: ChannelHandlerContext, callID: UInt64, body: [UInt8], holding reserved: Int = 0) {
+        write(context: context, Envelope(callID: callID, body: body, status: .ok), holding: reserved)
     }
 
-    private func reply(context: ChannelHandlerContext, callID: UInt64, status: Status) {
-        write(context: context, Envelope(callID: callID, status: status))
+    private func reply(context: ChannelHandlerContext, callID: UInt64, status: Status, holding reserved: Int = 0) {
+        write(context: context, Envelope(callID: callID, status: status), holding: reserved)
     }
 
-    private func write(context: ChannelHandlerContext, _ envelope: Envelope) {
-        guard !closing else { return }
+    private func write(context: ChannelHandlerContext, _ envelope: Envelope, holding reserved: Int = 0) {
+        guard !closing else {
+            requestBytes.release(reserved)
+            return
+        }
         var buffer = context.channel.allocator.buffer(capacity: 64)
         Frame.write(envelope, into: &buffer)
         let size = buffer.readableBytes - Frame.headerSize
@@ -329,7 +340,16 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 "the reply would be \(size) bytes, above limits.max_frame_bytes (\(limits.maxFrameBytes))")), into: &buffer)
         }
         unflushedBytes += buffer.readableBytes
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        if reserved > 0 {
+            let held = buffer.readableBytes
+            requestBytes.exchange(reserved, for: held)
+            let written = context.eventLoop.makePromise(of: Void.self)
+            let requestBytes = self.requestBytes
+            written.futureResult.whenComplete { _ in requestBytes.release(held) }
+            context.write(wrapOutboundOut(buffer), promise: written)
+        } else {
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        }
         pendingFlush = true
         if unflushedBytes >= 64 << 10 { flushIfNeeded(context: context) }
     }

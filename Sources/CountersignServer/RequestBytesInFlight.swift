@@ -4,8 +4,8 @@ import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// The bytes of request bodies held by the calls in flight on the whole node, against
-/// `limits.max_request_bytes_in_flight`.
+/// The bytes of request bodies held by the calls in flight on the whole node, and of their replies
+/// not yet written to a socket, against `limits.max_request_bytes_in_flight`.
 ///
 /// A call keeps its body until its task ends, and a client may pipeline calls faster than the node
 /// evaluates them (a 4 MiB plan takes tens of milliseconds of policy evaluation; a connection
@@ -13,6 +13,12 @@ import NIOCore
 /// process runs out of memory: 200 plans of 3.7 MB held 1.8 GB. So a call is admitted only if its
 /// body fits beside what is already held; otherwise it is answered `RESOURCE_EXHAUSTED` at once
 /// and nothing of it is kept. The client retries later; nothing is decided, so nothing is approved.
+///
+/// A reply takes its call's place until it has been written to the socket. A client that sends calls
+/// and does not read the replies is not read either once they back up, but the calls it had in
+/// flight then still answer: 8 connections sending 760 KB plans (1.5 MB decisions) and reading
+/// nothing held 1.1 GB of replies in the node until the idle timeout closed them, while the bound
+/// on requests alone was 256 MiB. Counted here, those replies stop further calls instead.
 ///
 /// Refusals are counted in `countersign_calls_refused_total{reason="request_bytes_in_flight"}`
 /// and logged at most once every ``logInterval``, with how many there were since the last line,
@@ -59,10 +65,16 @@ final class RequestBytesInFlight: Sendable {
             ])
         }
         return Status(.resourceExhausted,
-                      "the node already holds \(held) bytes of requests in flight; this call's \(bytes) would exceed limits.max_request_bytes_in_flight (\(limit)): retry later")
+                      "the node already holds \(held) bytes of requests in flight and replies not yet sent; this call's \(bytes) would exceed limits.max_request_bytes_in_flight (\(limit)): retry later")
     }
 
-    /// Gives back what ``reserve(_:)`` took, once the call's task has ended.
+    /// Trades a call's reservation for the size of its reply, which is held whether or not it fits:
+    /// the reply exists already, and calls are refused while the node holds more than the limit.
+    func exchange(_ reserved: Int, for reply: Int) {
+        state.withLockedValue { $0.held += reply - reserved }
+    }
+
+    /// Gives back what ``reserve(_:)`` or ``exchange(_:for:)`` took.
     func release(_ bytes: Int) {
         state.withLockedValue { $0.held -= bytes }
     }

@@ -124,10 +124,16 @@ final class RawConnection: @unchecked Sendable {
 
     var bytes: [UInt8] { received.withLockedValue { $0 } }
 
-    static func connect(port: Int, tls: TLSConfiguration?) async throws -> RawConnection {
+    /// `receiveBuffer` sets the socket's `SO_RCVBUF`: small, the kernel holds little of what the
+    /// server sends a connection that does not read.
+    static func connect(port: Int, tls: TLSConfiguration?, receiveBuffer: Int? = nil) async throws -> RawConnection {
         let received = NIOLockedValueBox<[UInt8]>([])
         let context = try tls.map { try NIOSSLContext(configuration: $0) }
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        if let receiveBuffer {
+            bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBuffer))
+        }
+        let channel = try await bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let context {
@@ -141,8 +147,8 @@ final class RawConnection: @unchecked Sendable {
     }
 
     /// A TLS 1.3 connection presenting `identity`'s certificate.
-    static func connect(port: Int, identity: String) async throws -> RawConnection {
-        try await connect(port: port, tls: tlsConfiguration(identity: identity))
+    static func connect(port: Int, identity: String, receiveBuffer: Int? = nil) async throws -> RawConnection {
+        try await connect(port: port, tls: tlsConfiguration(identity: identity), receiveBuffer: receiveBuffer)
     }
 
     static func tlsConfiguration(identity: String?) throws -> TLSConfiguration {

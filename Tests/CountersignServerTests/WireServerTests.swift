@@ -341,6 +341,57 @@ import Testing
         try await server.stop()
     }
 
+    /// A reply counts against `limits.max_request_bytes_in_flight` until it has gone to the socket:
+    /// a client that sends calls and reads none of their replies makes other calls wait for room
+    /// (refused `RESOURCE_EXHAUSTED`), instead of the node keeping its replies beyond the bound,
+    /// and the room comes back when that connection closes.
+    @Test func repliesNotYetSentCountAgainstTheBytesInFlight() async throws {
+        let reply = [UInt8](repeating: 9, count: 1 << 20)
+        let server = try await TestServer.start {
+            $0.maxFrameBytes = 2 << 20
+            $0.maxRequestBytesInFlight = 4 << 20
+        } routes: { router in
+            router.registerEcho()
+            router.async("/countersign.testing/Large") { (_: EchoRequest, _: CallContext) in EchoRequest(payload: reply) }
+        }
+        let hoarder = try await RawConnection.connect(port: server.port, identity: "orchestrator", receiveBuffer: 4096)
+        try await hoarder.send(Frame.bytes(of: Envelope(callID: 1, method: Method.health)))
+        #expect(await server.eventually { (try? hoarder.envelopes().count) == 1 })
+        try await hoarder.channel.setOption(ChannelOptions.autoRead, value: false)
+        // Twelve calls of a few bytes, each answered with 1 MiB that the hoarder never reads.
+        try await hoarder.send((2...13).flatMap { i in
+            Frame.bytes(of: Envelope(callID: UInt64(i), method: "/countersign.testing/Large", body: EchoRequest(payload: [1]).protobufBytes()))
+        })
+        let client = try await server.client("orchestrator")
+        /// A small call on another connection: nil when answered, its status when refused.
+        func another() async throws -> Status? {
+            do {
+                #expect(try await client.call(Router.echoMethod, EchoRequest(payload: [1, 2, 3]), as: EchoRequest.self).payload == [1, 2, 3])
+                return nil
+            } catch let status as Status {
+                return status
+            }
+        }
+        var refused: Status?
+        let end = ContinuousClock.now + .seconds(10)
+        while refused == nil, ContinuousClock.now < end {
+            refused = try await another()
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(refused?.code == .resourceExhausted, "the unread replies did not stop other calls")
+        #expect(refused?.message.contains("replies not yet sent") == true, "\(refused?.message ?? "")")
+
+        await hoarder.close()
+        var answered = false
+        while !answered, ContinuousClock.now < end + .seconds(10) {
+            answered = try await another() == nil
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(answered, "the closed connection's replies were not given back")
+        await client.close()
+        try await server.stop()
+    }
+
     @Test func deadlineExceeded() async throws {
         let server = try await TestServer.start { _ in } routes: { $0.registerEcho() }
         let client = try await server.client("orchestrator")
