@@ -24,19 +24,22 @@ public enum LedgerAudit {
 
     /// Verifies the ledger in the database in one consistent snapshot (REPEATABLE READ, read
     /// only), normally with the reader login. Checks the stored subtree hashes as well.
+    /// - Parameter given: checkpoints kept outside the ledger (``StoredCheckpoint/printed``): each
+    ///   must be signed by a trusted key and match the ledger at its size, which finds a ledger cut
+    ///   back, with its own checkpoints, and written anew.
     /// - Parameter progress: called after each page with (entries checked, entries in total).
     /// - Throws: ``LedgerError`` when the database cannot be read (a tampered ledger is not an
     ///   error: it is the report's `problem`).
     public static func verifyDatabase(database: DatabaseSettings, role: DatabaseRole = .reader, trustedKeys: TrustedKeys,
-                                      origin: String?, timeout: Duration = .seconds(60), logger: Logger,
+                                      origin: String?, given: [StoredCheckpoint] = [], timeout: Duration = .seconds(60), logger: Logger,
                                       progress: @Sendable (UInt64, UInt64) -> Void = { _, _ in }) async throws -> VerificationReport {
         let connection = try await Database.connect(database, role, timeout: timeout, logger: logger)
         defer { Task { [connection] in try? await connection.close() } }
         do {
             let (total, checkpoints) = try await beginSnapshot(connection, timeout: timeout, logger: logger)
             var verifier = LedgerVerifier(trustedKeys: trustedKeys, origin: origin)
-            // Checkpoints first (they are few), queued by size.
-            for cp in checkpoints { verifier.add(checkpoint: cp) }
+            // Checkpoints first (they are few), queued by size; those kept outside the ledger too.
+            for cp in given + checkpoints { verifier.add(checkpoint: cp) }
             // Double buffering: the next page is read and decoded while this one is checked.
             var current = try await fetchPage(connection, from: 0, timeout: timeout, logger: logger)
             while verifier.problem == nil, let last = current.entries.last {

@@ -106,6 +106,35 @@ public struct StoredCheckpoint: Sendable, Hashable {
     public var statement: SignedStatement {
         SignedStatement(payloadType: payloadType, payload: body, signature: signature, keyID: keyID)
     }
+
+    /// The form `countersign ledger checkpoint` prints and `ledger verify --checkpoint` reads: the
+    /// exact signed text, then one line `— <payload type> key <key id> signature <base64>`.
+    public var printed: String {
+        String(decoding: body, as: UTF8.self) + "— \(payloadType) key \(keyID) signature \(Data(signature).base64EncodedString())\n"
+    }
+
+    /// Reads ``printed``. The epoch is not in it and is 0.
+    /// - Throws: ``LedgerError`` `invalidArgument` naming what is wrong.
+    public init(printed: String) throws {
+        func bad(_ what: String) -> LedgerError { LedgerError(.invalidArgument, "not a printed checkpoint: \(what)") }
+        var lines = printed.split(separator: "\n", omittingEmptySubsequences: false)
+        if lines.last == "" { lines.removeLast() }
+        guard let last = lines.last, lines.count >= 4 else { throw bad("expected the checkpoint's text and a signature line") }
+        let fields = last.split(separator: " ", omittingEmptySubsequences: false)
+        guard fields.count == 6, fields[0] == "—", fields[2] == "key", fields[4] == "signature",
+              let signature = Data(base64Encoded: String(fields[5])) else {
+            throw bad("the last line must be `— <payload type> key <key id> signature <base64>`")
+        }
+        let body = Array((lines.dropLast().joined(separator: "\n") + "\n").utf8)
+        let parsed: Checkpoint
+        do {
+            parsed = try Checkpoint(parsing: body)
+        } catch {
+            throw bad("\(error)")
+        }
+        self.init(body: body, treeSize: parsed.treeSize, rootHash: parsed.rootHash, payloadType: String(fields[1]),
+                  signature: Array(signature), keyID: String(fields[3]), epoch: 0)
+    }
 }
 
 /// The writer lease: who may append, under which epoch, until when (database clock).

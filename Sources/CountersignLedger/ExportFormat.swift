@@ -22,6 +22,10 @@ import PostgresNIO
 /// leaf hash; `body_b64` is the exact signed checkpoint text.
 public enum LedgerExportFormat {
     public static let header = "countersign-ledger-export 1"
+    /// The longest line a reader accepts: an entry's line is its statement in base64 and a few
+    /// hundred bytes, and a statement is at most a frame (`limits.max_frame_bytes`, at most
+    /// 256 MiB). A file without newlines is refused here instead of read whole into memory.
+    public static let maxLineBytes = 384 << 20
 
     static func b64(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
 
@@ -79,7 +83,7 @@ public enum LedgerExportFormat {
             guard f.count == 3, let n = UInt64(f[1]), let c = Int(f[2]) else { throw bad("malformed end") }
             return .end(entries: n, checkpoints: c)
         default:
-            throw bad("unknown record \(f.first.map(String.init) ?? "")")
+            throw bad("unknown record '\(f.first.map { $0.prefix(40) } ?? "")'")
         }
     }
 }
@@ -128,9 +132,11 @@ extension LedgerAudit {
         }
     }
 
-    /// Verifies an export file (``LedgerExportFormat``) offline, streaming it.
+    /// Verifies an export file (``LedgerExportFormat``) offline, streaming it; `given` as for
+    /// ``verifyDatabase(database:role:trustedKeys:origin:given:timeout:logger:progress:)``.
     /// - Throws: ``LedgerError`` `invalidArgument` when the file cannot be read or parsed.
-    public static func verifyFile(path: String, trustedKeys: TrustedKeys, origin: String?,
+    public static func verifyFile(path: String, trustedKeys: TrustedKeys, origin: String?, given: [StoredCheckpoint] = [],
+                                  maxLineBytes: Int = LedgerExportFormat.maxLineBytes,
                                   progress: @Sendable (UInt64, UInt64) -> Void = { _, _ in }) throws -> VerificationReport {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw LedgerError(.invalidArgument, "cannot open \(path)")
@@ -138,8 +144,8 @@ extension LedgerAudit {
         defer { try? handle.close() }
         let fileSize = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? 0
         var verifier = LedgerVerifier(trustedKeys: trustedKeys, origin: origin)
+        for cp in given { verifier.add(checkpoint: cp) }
         var batch: [StoredEntry] = []
-        var carry: [UInt8] = []
         var lineNumber = 0
         var sawHeader = false
         var end: (UInt64, Int)?
@@ -176,22 +182,30 @@ extension LedgerAudit {
                 throw LedgerError(.invalidArgument, "\(path):\(lineNumber): \(e.message)")
             }
         }
+        // The bytes read and not yet in a complete line. Each chunk is searched once for newlines
+        // (a line spanning chunks is not scanned again), and what is left is moved to the front.
+        var pending: [UInt8] = []
         while verifier.problem == nil {
             guard let chunk = try handle.read(upToCount: 4 << 20), !chunk.isEmpty else { break }
             read += UInt64(chunk.count)
-            var bytes = carry
-            bytes.append(contentsOf: chunk)
+            var scanned = pending.count
+            pending.append(contentsOf: chunk)
             var start = 0
-            while let nl = bytes[start...].firstIndex(of: 0x0A) {
-                try handleLine(bytes[start..<nl])
+            while verifier.problem == nil, let nl = pending[scanned...].firstIndex(of: 0x0A) {
+                try handleLine(pending[start..<nl])
                 start = nl + 1
+                scanned = start
             }
-            carry = Array(bytes[start...])
+            pending.removeFirst(start)
+            guard pending.count <= maxLineBytes else {
+                throw LedgerError(.invalidArgument, "\(path):\(lineNumber + 1): a line longer than \(maxLineBytes) bytes: not a ledger export")
+            }
             progress(read, fileSize)
         }
         flush()
         if verifier.problem == nil {
-            guard carry.isEmpty else { throw LedgerError(.invalidArgument, "\(path): the last line has no newline") }
+            guard pending.isEmpty else { throw LedgerError(.invalidArgument, "\(path): the last line has no newline (a truncated file?)") }
+            guard sawHeader else { throw LedgerError(.invalidArgument, "\(path): empty: not a ledger export") }
             guard let end else {
                 return LedgerAudit.report(verifier, problem: LedgerProblem(index: verifier.size, message: "the export has no end line (truncated file)"))
             }

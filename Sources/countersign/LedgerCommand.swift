@@ -83,6 +83,11 @@ struct LedgerCommand: AsyncParsableCommand {
                 Trusts the keys in the --trusted-key files (PEM PUBLIC KEY, DER SubjectPublicKeyInfo) and the \
                 keys that key-event entries signed by a trusted key introduce. Prints the first index where \
                 anything is wrong and exits 1; exits 0 when everything verifies.
+
+                The ledger's own checkpoints cannot show that its tail was cut back, checkpoints and all, \
+                and written anew: keep a checkpoint now and then (`countersign ledger checkpoint > FILE`, or \
+                one a client received) and give it with --checkpoint FILE. It must be signed by a trusted key \
+                and the ledger must hold its tree at its size.
                 """)
         @OptionGroup var config: ConfigOption
         @Option(name: .long, help: "An export file made by `countersign ledger export` (default: read the database).")
@@ -91,8 +96,21 @@ struct LedgerCommand: AsyncParsableCommand {
         var trustedKeys: [String] = []
         @Option(name: .long, help: "Expected checkpoint origin (default: ledger.origin of the configuration; '' to skip).")
         var origin: String?
+        @Option(name: .customLong("checkpoint"), help: ArgumentHelp(
+            "A checkpoint kept outside the ledger, as `countersign ledger checkpoint` prints it (repeatable).",
+            valueName: "file"))
+        var givenCheckpoints: [String] = []
 
         func run() async throws {
+            var given: [StoredCheckpoint] = []
+            for path in givenCheckpoints {
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw LedgerCommand.fail(LedgerError(.invalidArgument, "cannot read \(path)")) }
+                do {
+                    given.append(try StoredCheckpoint(printed: text))
+                } catch let error as LedgerError {
+                    throw LedgerCommand.fail(LedgerError(error.code, "\(path): \(error.message)"))
+                }
+            }
             var keys = TrustedKeys()
             for path in trustedKeys {
                 guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else { throw LedgerCommand.fail(LedgerError(.invalidArgument, "cannot read \(path)")) }
@@ -112,14 +130,14 @@ struct LedgerCommand: AsyncParsableCommand {
                 if let file {
                     let cfg = try? LedgerCommand.load(config)
                     let expected = origin ?? cfg?.ledger.origin
-                    report = try LedgerAudit.verifyFile(path: file, trustedKeys: keys, origin: expected == "" ? nil : expected) {
+                    report = try LedgerAudit.verifyFile(path: file, trustedKeys: keys, origin: expected == "" ? nil : expected, given: given) {
                         progress.update($0, $1, unit: "bytes")
                     }
                 } else {
                     let cfg = try LedgerCommand.load(config)
                     let expected = origin ?? cfg.ledger.origin
                     report = try await LedgerAudit.verifyDatabase(database: cfg.database, trustedKeys: keys, origin: expected == "" ? nil : expected,
-                                                                  logger: LedgerCommand.logger) { progress.update($0, $1) }
+                                                                  given: given, logger: LedgerCommand.logger) { progress.update($0, $1) }
                 }
             } catch {
                 progress.finish()
@@ -133,6 +151,9 @@ struct LedgerCommand: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             print("OK: \(report.entries) entries, \(report.checkpoints) checkpoints, \(report.storedNodes) stored subtree hashes verified")
+            if !given.isEmpty {
+                print("the ledger holds the tree of each checkpoint given (sizes \(given.map { "\($0.treeSize)" }.joined(separator: ", ")))")
+            }
             print("root \(Hex.encode(report.root)); trusted keys: \(report.trustedKeyIDs.joined(separator: ", "))")
             print(String(format: "%.2f s, %.0f entries/s", seconds, Double(report.entries) / max(seconds, 0.001)))
         }
@@ -265,8 +286,7 @@ struct LedgerCommand: AsyncParsableCommand {
         }
 
         static func show(_ cp: StoredCheckpoint) {
-            print(String(decoding: cp.body, as: UTF8.self), terminator: "")
-            print("— \(cp.payloadType) key \(cp.keyID) signature \(Data(cp.signature).base64EncodedString())")
+            print(cp.printed, terminator: "")
         }
 
         /// The keyring as `countersign keys` reads it (``LedgerKeyEventLog/keyring(orCeremony:)``), or

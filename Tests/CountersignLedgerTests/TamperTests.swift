@@ -15,6 +15,15 @@ import Testing
         /// Entries appended through the ledger after the tampering (re-append after truncation).
         var reappend: Int = 0
         var expectedIndex: UInt64
+        /// Whether its export shows the change too (a stored subtree hash is not exported).
+        var inExport = true
+        /// Where the export shows it, when not at `expectedIndex`: without the stored subtree hashes,
+        /// a change that keeps every leaf hash right is found by the first signed checkpoint that
+        /// no longer matches, which names the entries after the last one that did.
+        var exportIndex: UInt64?
+        /// Found only against the newest checkpoint kept outside the ledger (`--checkpoint`): the
+        /// ledger without it verifies.
+        var onlyAgainstAKeptCheckpoint = false
         var testDescription: String { name }
     }
 
@@ -49,7 +58,7 @@ import Testing
                  expectedIndex: 33),
             Case(name: "change a stored subtree hash",
                  sql: "UPDATE merkle_nodes SET hash = sha256(hash) WHERE last_leaf = 27 AND level = 2",
-                 expectedIndex: 24),
+                 expectedIndex: 24, inExport: false),
             Case(name: "delete a row",
                  sql: "DELETE FROM entries WHERE idx = 30",
                  expectedIndex: 30),
@@ -59,7 +68,7 @@ import Testing
                     UPDATE entries a SET statement = b.statement, signature = b.signature, leaf_hash = b.leaf_hash
                     FROM entries b WHERE (a.idx, b.idx) IN ((10, 20), (20, 10))
                     """,
-                 expectedIndex: 10),
+                 expectedIndex: 10, exportIndex: 8),
             Case(name: "insert a forged row",
                  sql: """
                     INSERT INTO entries (idx, kind, payload_type, statement, signature, key_id, agent, owner, epoch, leaf_hash)
@@ -72,6 +81,13 @@ import Testing
                  sql: "DELETE FROM entries WHERE idx >= 43; DELETE FROM merkle_nodes WHERE last_leaf >= 43",
                  reappend: 21,
                  expectedIndex: 40),
+            Case(name: "truncate the tail with its checkpoints and re-append different entries",
+                 sql: """
+                    DELETE FROM entries WHERE idx >= 43; DELETE FROM merkle_nodes WHERE last_leaf >= 43;
+                    DELETE FROM checkpoints WHERE tree_size > 43
+                    """,
+                 reappend: 21,
+                 expectedIndex: 40, onlyAgainstAKeptCheckpoint: true),
             Case(name: "replace a checkpoint",
                  sql: """
                     UPDATE checkpoints SET root_hash = '\\x\(Hex.encode(fakeRoot))'::bytea, body = '\\x\(Hex.encode(fakeBody))'::bytea,
@@ -87,14 +103,17 @@ import Testing
     @Test(arguments: cases) func verifyNamesTheTamperedIndex(_ c: Case) async throws {
         try await TokenTestSigner.with { signer in
             try await TestDatabase.withFresh { db in
-                try await db.withLedger(signer: signer) { ledger in
+                let kept = try await db.withLedger(signer: signer) { ledger in
                     for n in 0..<64 {
                         _ = try await ledger.append(try await signer.entry(n))
                         if (n + 1) % 8 == 0 { try await ledger.checkpoint() }
                     }
+                    return try StoredCheckpoint(printed: try await ledger.getCheckpoint().printed)
                 }
-                let clean = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: "test.local/ledger", logger: TestEnvironment.logger)
-                #expect(clean.problem == nil && clean.entries == 64 && clean.checkpoints == 8)
+                #expect(kept.treeSize == 64)
+                let clean = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: "test.local/ledger",
+                                                                 given: [kept], logger: TestEnvironment.logger)
+                #expect(clean.problem == nil && clean.entries == 64 && clean.checkpoints == 9)
 
                 let tables = ["entries", "merkle_nodes", "checkpoints"]
                 let triggers = [
@@ -110,9 +129,30 @@ import Testing
                         for n in 0..<c.reappend { _ = try await ledger.append(try await signer.entry(1000 + n)) }
                     }
                 }
-                let report = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: "test.local/ledger", logger: TestEnvironment.logger)
+                let given = c.onlyAgainstAKeptCheckpoint ? [kept] : []
+                let report = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: "test.local/ledger",
+                                                                  given: given, logger: TestEnvironment.logger)
                 let problem = try #require(report.problem, "\(c.name) was not detected")
                 #expect(problem.index == c.expectedIndex, "\(c.name): \(problem)")
+                if c.onlyAgainstAKeptCheckpoint {
+                    let alone = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: "test.local/ledger",
+                                                                     logger: TestEnvironment.logger)
+                    #expect(alone.problem == nil, "\(c.name): found without the kept checkpoint, so this case tests nothing new")
+                }
+
+                // The same from an export of the tampered ledger, as an auditor would verify it offline.
+                let path = NSTemporaryDirectory() + "tampered-export-\(UUID()).txt"
+                defer { try? FileManager.default.removeItem(atPath: path) }
+                _ = FileManager.default.createFile(atPath: path, contents: nil)
+                let handle = try #require(FileHandle(forWritingAtPath: path))
+                _ = try await LedgerAudit.export(database: db.settings, to: handle, logger: TestEnvironment.logger)
+                try handle.close()
+                let file = try LedgerAudit.verifyFile(path: path, trustedKeys: signer.trusted, origin: "test.local/ledger", given: given)
+                if c.inExport {
+                    #expect(file.problem?.index == c.exportIndex ?? c.expectedIndex, "\(c.name), from its export: \(String(describing: file.problem))")
+                } else {
+                    #expect(file.problem == nil, "\(c.name), from its export: \(String(describing: file.problem))")
+                }
             }
         }
     }

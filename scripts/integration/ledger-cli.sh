@@ -54,6 +54,7 @@ for _ in $(seq 100); do  # the node's checkpointer has run (at most 1 s; 10 s on
 done
 check "ledger checkpoint prints the node's checkpoint of every entry" "$covered"
 check "  … without PostgresNIO's run() warning" "$(no_warning "$work/err")"
+cp "$work/out" "$work/kept-checkpoint.txt"  # an auditor keeps it, to check the ledger against later
 rc=0; "$BIN" ledger prove --config "$config" --index 1 >"$work/proof.json" 2>"$work/err" || rc=$?
 check "ledger prove --index 1" "$rc"
 check "  … without PostgresNIO's run() warning" "$(no_warning "$work/err")"
@@ -88,5 +89,14 @@ check "the node's log has no PostgresNIO run() warning either" "$(no_warning "$w
 rc=0; "$BIN" ledger verify --config "$config" --trusted-key "$work/first.pem" >"$work/verify.out" 2>&1 || rc=$?
 check "ledger verify" "$rc"
 [ "$rc" -eq 0 ] || sed 's/^/    /' "$work/verify.out"
+rc=0; "$BIN" ledger verify --config "$config" --trusted-key "$work/first.pem" --checkpoint "$work/kept-checkpoint.txt" >"$work/verify.out" 2>&1 || rc=$?
+check "ledger verify --checkpoint (the one kept earlier)" "$([ "$rc" -eq 0 ] && grep -q "holds the tree of each checkpoint given (sizes $size)" "$work/verify.out"; echo $?)"
+[ "$rc" -eq 0 ] || sed 's/^/    /' "$work/verify.out"
+first=$(sed -n 's/^— .* signature \(.\).*/\1/p' "$work/kept-checkpoint.txt"); other=A; [ "$first" != A ] || other=B
+sed -i "s/^\(— .* signature \)./\1$other/" "$work/kept-checkpoint.txt"  # the signature's first character changed
+rc=0; "$BIN" ledger verify --config "$config" --trusted-key "$work/first.pem" --checkpoint "$work/kept-checkpoint.txt" >"$work/verify.out" 2>&1 || rc=$?
+check "ledger verify --checkpoint refuses a kept checkpoint whose signature was changed" \
+  "$([ "$rc" -eq 1 ] && grep -q "FAILED at index $((size - 1)): the signature of the checkpoint of size $size does not verify" "$work/verify.out"; echo $?)"
+[ "$rc" -eq 1 ] || sed 's/^/    /' "$work/verify.out"
 echo "ledger-cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
