@@ -66,6 +66,7 @@ GATED(C_GetSessionInfo, (CK_SESSION_HANDLE s, CK_SESSION_INFO_PTR i), (s, i))
 GATED(C_Login, (CK_SESSION_HANDLE s, CK_USER_TYPE u, CK_UTF8CHAR_PTR p, CK_ULONG n), (s, u, p, n))
 GATED(C_Logout, (CK_SESSION_HANDLE s), (s))
 GATED(C_DestroyObject, (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o), (s, o))
+GATED(C_CopyObject, (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR h), (s, o, t, n, h))
 GATED(C_GetAttributeValue, (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n), (s, o, t, n))
 GATED(C_FindObjectsInit, (CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n), (s, t, n))
 GATED(C_FindObjects, (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR o, CK_ULONG m, CK_ULONG_PTR n), (s, o, m, n))
@@ -119,6 +120,7 @@ CK_RV cs_p11_gate(CK_FUNCTION_LIST_PTR module, CK_FUNCTION_LIST_PTR *gated_list)
         g->C_Login = gated_C_Login;
         g->C_Logout = gated_C_Logout;
         g->C_DestroyObject = gated_C_DestroyObject;
+        g->C_CopyObject = gated_C_CopyObject;
         g->C_GetAttributeValue = gated_C_GetAttributeValue;
         g->C_FindObjectsInit = gated_C_FindObjectsInit;
         g->C_FindObjects = gated_C_FindObjects;

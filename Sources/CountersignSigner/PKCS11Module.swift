@@ -171,6 +171,20 @@ struct PKCS11Calls {
         return (pub, priv)
     }
 
+    /// `C_CopyObject` of a key into a session object (`CKA_TOKEN` false) of this application's
+    /// sessions: the copy stays in the token, and keeps the key's `CKA_SENSITIVE` and
+    /// `CKA_EXTRACTABLE` (PKCS#11 lets a copy make neither weaker). It ends with the session that made it.
+    func sessionCopy(session: CK_SESSION_HANDLE, of object: CK_OBJECT_HANDLE) -> Result<CK_OBJECT_HANDLE, SignerError> {
+        var no = CK_BBOOL(CK_FALSE)
+        var copy: CK_OBJECT_HANDLE = 0
+        let rv = withUnsafeMutablePointer(to: &no) { value in
+            var template = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_TOKEN), pValue: value, ulValueLen: CK_ULONG(MemoryLayout<CK_BBOOL>.size))
+            return f.pointee.C_CopyObject(session, object, &template, 1, &copy)
+        }
+        guard rv == CKR_OK else { return .failure(.pkcs11(rv, "C_CopyObject")) }
+        return .success(copy)
+    }
+
     /// One signature over a 32-byte digest: raw r‖s for ECDSA, the PSS signature for RSA.
     func sign(session: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE, rsa: Bool, digest: [UInt8]) -> Result<[UInt8], SignerError> {
         // 64 bytes for P-256 r||s; 512 for RSA-4096 (a larger key answers CKR_BUFFER_TOO_SMALL).

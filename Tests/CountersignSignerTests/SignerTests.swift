@@ -56,17 +56,50 @@ struct TokenTests {
         let signer = try tokens.signer("cs-test-sign")
         defer { signer.shutdown() }
         let key = try await signer.generateKey(algorithm: .ecdsaP256)
-        let value = try await signer.readAttribute(keyID: key.keyID, privateHalf: true, type: CK_ATTRIBUTE_TYPE(CKA_VALUE))
+        let value = try await signer.readAttribute(keyID: key.keyID, of: .privateKey, type: CK_ATTRIBUTE_TYPE(CKA_VALUE))
         guard case .failure(let error) = value else {
             Issue.record("CKA_VALUE of a private key was readable")
             return
         }
         #expect(error.returnValue == UInt(CKR_ATTRIBUTE_SENSITIVE))
         #expect(error.returnValueName == "CKR_ATTRIBUTE_SENSITIVE")
-        let extractable = try await signer.readAttribute(keyID: key.keyID, privateHalf: true, type: CK_ATTRIBUTE_TYPE(CKA_EXTRACTABLE))
+        let extractable = try await signer.readAttribute(keyID: key.keyID, of: .privateKey, type: CK_ATTRIBUTE_TYPE(CKA_EXTRACTABLE))
         #expect(try extractable.get() == [0])
-        let sensitive = try await signer.readAttribute(keyID: key.keyID, privateHalf: true, type: CK_ATTRIBUTE_TYPE(CKA_SENSITIVE))
+        let sensitive = try await signer.readAttribute(keyID: key.keyID, of: .privateKey, type: CK_ATTRIBUTE_TYPE(CKA_SENSITIVE))
         #expect(try sensitive.get() == [1])
+    }
+
+    /// The signer signs with a copy of the key that it makes in the token as a session object (a
+    /// token object costs SoftHSM a check of its file on every signature). The copy is as guarded
+    /// as the key: sensitive, not extractable, private; it is not stored in the token; its
+    /// signatures verify with the key's public key; and a signer that finds the key at start-up
+    /// makes one too.
+    @Test func itSignsWithASessionCopyOfTheKeyThatIsAsGuardedAsTheKey() async throws {
+        let first = try tokens.signer("cs-test-sign")
+        let key = try await first.generateKey(algorithm: .ecdsaP256)
+        first.shutdown()
+        let signer = try tokens.signer("cs-test-sign")
+        defer { signer.shutdown() }
+        #expect(await signer.waitUntilAvailable(timeoutSeconds: 10).isAvailable)
+        let generated = try await signer.generateKey(algorithm: .ecdsaP256)
+        for k in [key, generated] {
+            func attribute(_ object: TokenSigner.KeyObject, _ type: UInt) async throws -> Result<[UInt8], SignerError> {
+                try await signer.readAttribute(keyID: k.keyID, of: object, type: CK_ATTRIBUTE_TYPE(type))
+            }
+            #expect(try await attribute(.privateKey, CKA_TOKEN).get() == [1])
+            #expect(try await attribute(.signing, CKA_TOKEN).get() == [0], "signing with the token object, not a session copy")
+            #expect(try await attribute(.signing, CKA_SENSITIVE).get() == [1])
+            #expect(try await attribute(.signing, CKA_EXTRACTABLE).get() == [0])
+            #expect(try await attribute(.signing, CKA_PRIVATE).get() == [1])
+            #expect(try await attribute(.signing, CKA_ID).get() == (try await attribute(.privateKey, CKA_ID).get()))
+            guard case .failure(let error) = try await attribute(.signing, CKA_VALUE) else {
+                Issue.record("CKA_VALUE of the signing copy was readable")
+                continue
+            }
+            #expect(error.returnValueName == "CKR_ATTRIBUTE_SENSITIVE")
+            let statement = try await signer.sign(payloadType: "application/test", payload: Array("copy".utf8), keyID: k.keyID)
+            try TrustedKeys([try VerificationKey(spkiDER: k.spkiDER)]).verify(statement)
+        }
     }
 
     /// The module is only ever called through the exit gate's function list (`CPKCS11/gate.c`):
@@ -169,15 +202,19 @@ struct TokenTests {
         let folder = tokens.folderPath(label)
         let aside = tokens.root + "/aside-" + UUID().uuidString
         try FileManager.default.moveItem(atPath: folder, toPath: aside)
-        // The next signature fails (or the probe got there first); either way nothing is signed.
+        // The signer signs with a session copy of the key, which SoftHSM keeps in memory (an HSM's
+        // session objects go with it): the probe finds the token gone within its interval (0.2 s
+        // here), and from then on nothing is signed.
+        let removed = ContinuousClock.now
+        let down = await waitFor(signer) { !$0.isAvailable }
+        guard case .unavailable(let reason) = down else { Issue.record("still available"); return }
+        #expect(ContinuousClock.now - removed < .seconds(2))
+        #expect(reason.returnValueName != nil)
         let error = await #expect(throws: SignerError.self) {
             try await signer.sign(payloadType: PayloadType.decision, payload: [4, 5, 6])
         }
         #expect(error?.code == .unavailable)
         #expect(error?.returnValueName?.hasPrefix("CKR_") == true)
-        let down = await waitFor(signer) { !$0.isAvailable }
-        guard case .unavailable(let reason) = down else { Issue.record("still available"); return }
-        #expect(reason.returnValueName != nil)
         try await Task.sleep(nanoseconds: 500_000_000)  // several failed reconnections
         #expect(!signer.availability.isAvailable)
         await #expect(throws: SignerError.self) { try await signer.sign(payloadType: PayloadType.decision, payload: [7]) }
@@ -187,6 +224,41 @@ struct TokenTests {
         #expect(up == .available)
         let s = try await signer.sign(payloadType: PayloadType.decision, payload: [8])
         try VerificationKey(spkiDER: key.spkiDER).verify(s)
+    }
+
+    /// A key destroyed in the token by someone else stops signing here within the probe interval,
+    /// although the signer's session copy of it would sign on; after the reconnection the signer
+    /// no longer knows the key, and other keys sign again.
+    @Test func aKeyDestroyedInTheTokenStopsSigningAlthoughItsCopyLives() async throws {
+        let label = "cs-test-failsecure"
+        let signer = try tokens.signer(label)
+        defer { signer.shutdown() }
+        let doomed = try await signer.generateKey(algorithm: .ecdsaP256)
+        let other = try await signer.generateKey(algorithm: .ecdsaP256)
+        _ = try await signer.sign(payloadType: PayloadType.decision, payload: [1], keyID: doomed.keyID)
+        // The signer goes down and reconnects within milliseconds: its updates show the way.
+        let updates = signer.availabilityUpdates()
+        let wentDown = Task {
+            for await a in updates { if case .unavailable(let e) = a { return Optional(e) } }
+            return nil
+        }
+        try await signer.destroyTokenObject(keyID: doomed.keyID)
+        #expect(try await signer.readAttribute(keyID: doomed.keyID, of: .signing, type: CK_ATTRIBUTE_TYPE(CKA_ID)).get() != [],
+                "the copy is still there: without the probe, it would sign on")
+        let destroyed = ContinuousClock.now
+        let timeout = Task { try await Task.sleep(for: .seconds(5)); wentDown.cancel() }
+        let reason = await wentDown.value
+        timeout.cancel()
+        #expect(ContinuousClock.now - destroyed < .seconds(2))
+        #expect(reason?.message.contains("the token object of key \(doomed.keyID) no longer answers") == true, "\(String(describing: reason))")
+        #expect(await signer.waitUntilAvailable(timeoutSeconds: 10) == .available)
+        let refused = await #expect(throws: SignerError.self) {
+            try await signer.sign(payloadType: PayloadType.decision, payload: [2], keyID: doomed.keyID)
+        }
+        #expect(refused?.code == .unknownKey)
+        #expect(!signer.tokenKeys.contains { $0.keyID == doomed.keyID })
+        let s = try await signer.sign(payloadType: PayloadType.decision, payload: [3], keyID: other.keyID)
+        try VerificationKey(spkiDER: other.spkiDER).verify(s)
     }
 
     @Test func aChangedPINMakesSigningUnavailableUntilThePINSourceIsUpdated() async throws {
