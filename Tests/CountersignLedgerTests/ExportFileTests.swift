@@ -130,20 +130,12 @@ import Testing
     @Test func everyEditOfAnExportIsFoundAndEveryDamagedFileRefused() async throws {
         try await TokenTestSigner.with { signer in
             try await TestDatabase.withFresh { db in
-                try await db.withLedger(signer: signer) { ledger in
-                    for n in 0..<64 {
-                        _ = try await ledger.append(try await signer.entry(n))
-                        if (n + 1) % 8 == 0 { try await ledger.checkpoint() }
-                    }
-                }
+                _ = try await db.fillWithCheckpoints(signer: signer)
                 let directory = NSTemporaryDirectory() + "export-edits-\(UUID())"
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
                 defer { try? FileManager.default.removeItem(atPath: directory) }
                 let original = directory + "/ledger.txt"
-                _ = FileManager.default.createFile(atPath: original, contents: nil)
-                let handle = try #require(FileHandle(forWritingAtPath: original))
-                _ = try await LedgerAudit.export(database: db.settings, to: handle, logger: TestEnvironment.logger)
-                try handle.close()
+                try await db.export(to: original)
                 let clean = try LedgerAudit.verifyFile(path: original, trustedKeys: signer.trusted, origin: "test.local/ledger")
                 #expect(clean.problem == nil && clean.entries == 64 && clean.checkpoints == 8)
 
@@ -178,23 +170,14 @@ import Testing
     @Test func aKeptCheckpointFindsATailCutBackWithItsCheckpoints() async throws {
         try await TokenTestSigner.with { signer in
             try await TestDatabase.withFresh { db in
-                let newest = try await db.withLedger(signer: signer) { ledger in
-                    for n in 0..<64 {
-                        _ = try await ledger.append(try await signer.entry(n))
-                        if (n + 1) % 8 == 0 { try await ledger.checkpoint() }
-                    }
-                    return try await ledger.getCheckpoint()
-                }
+                let newest = try await db.fillWithCheckpoints(signer: signer)
                 let kept = try StoredCheckpoint(printed: newest.printed)
                 #expect(kept.body == newest.body && kept.signature == newest.signature && kept.keyID == newest.keyID
                         && kept.payloadType == newest.payloadType && kept.treeSize == 64 && kept.rootHash == newest.rootHash)
 
                 let path = NSTemporaryDirectory() + "export-cut-\(UUID()).txt"
                 defer { try? FileManager.default.removeItem(atPath: path) }
-                _ = FileManager.default.createFile(atPath: path, contents: nil)
-                let handle = try #require(FileHandle(forWritingAtPath: path))
-                _ = try await LedgerAudit.export(database: db.settings, to: handle, logger: TestEnvironment.logger)
-                try handle.close()
+                try await db.export(to: path)
                 var lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
                 lines.removeSubrange(try Self.line(of: "entry", 60, in: lines)..<(lines.count - 1))  // entries 60–63 and the checkpoint of 64
                 lines[lines.count - 1] = "end 60 7"

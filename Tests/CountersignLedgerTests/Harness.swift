@@ -28,6 +28,26 @@ extension TestDatabase {
             throw error
         }
     }
+
+    /// Appends 64 entries signed by `signer`, with a signed checkpoint after every 8 (the ledger of
+    /// the tamper and export suites), and returns the newest checkpoint.
+    func fillWithCheckpoints(signer: TokenTestSigner) async throws -> StoredCheckpoint {
+        try await withLedger(signer: signer) { ledger in
+            for n in 0..<64 {
+                _ = try await ledger.append(try await signer.entry(n))
+                if (n + 1) % 8 == 0 { try await ledger.checkpoint() }
+            }
+            return try await ledger.getCheckpoint()
+        }
+    }
+
+    /// Writes `ledger export` of this database to a new file at `path`.
+    func export(to path: String) async throws {
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        guard let handle = FileHandle(forWritingAtPath: path) else { throw CocoaError(.fileWriteUnknown) }
+        defer { try? handle.close() }
+        _ = try await LedgerAudit.export(database: settings, to: handle, logger: TestEnvironment.logger)
+    }
 }
 
 /// The ledger's signer in these suites: a key pair generated for one test inside the SoftHSM test

@@ -103,13 +103,7 @@ import Testing
     @Test(arguments: cases) func verifyNamesTheTamperedIndex(_ c: Case) async throws {
         try await TokenTestSigner.with { signer in
             try await TestDatabase.withFresh { db in
-                let kept = try await db.withLedger(signer: signer) { ledger in
-                    for n in 0..<64 {
-                        _ = try await ledger.append(try await signer.entry(n))
-                        if (n + 1) % 8 == 0 { try await ledger.checkpoint() }
-                    }
-                    return try StoredCheckpoint(printed: try await ledger.getCheckpoint().printed)
-                }
+                let kept = try StoredCheckpoint(printed: try await db.fillWithCheckpoints(signer: signer).printed)
                 #expect(kept.treeSize == 64)
                 let clean = try await LedgerAudit.verifyDatabase(database: db.settings, trustedKeys: signer.trusted, origin: "test.local/ledger",
                                                                  given: [kept], logger: TestEnvironment.logger)
@@ -143,10 +137,7 @@ import Testing
                 // The same from an export of the tampered ledger, as an auditor would verify it offline.
                 let path = NSTemporaryDirectory() + "tampered-export-\(UUID()).txt"
                 defer { try? FileManager.default.removeItem(atPath: path) }
-                _ = FileManager.default.createFile(atPath: path, contents: nil)
-                let handle = try #require(FileHandle(forWritingAtPath: path))
-                _ = try await LedgerAudit.export(database: db.settings, to: handle, logger: TestEnvironment.logger)
-                try handle.close()
+                try await db.export(to: path)
                 let file = try LedgerAudit.verifyFile(path: path, trustedKeys: signer.trusted, origin: "test.local/ledger", given: given)
                 if c.inExport {
                     #expect(file.problem?.index == c.exportIndex ?? c.expectedIndex, "\(c.name), from its export: \(String(describing: file.problem))")
