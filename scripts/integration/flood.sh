@@ -5,7 +5,9 @@
 # limits.max_request_bytes_in_flight; the node's peak memory must stay far below what it was sent;
 # the node must keep its ledger lease all along (large plans are evaluated off Swift's executor,
 # where the renewal runs), count the refusals in /metrics, and decide again afterwards with a
-# ledger that verifies.
+# ledger that verifies. Then clients that send calls and read none of the replies: a reading client
+# beside them must be refused while their unsent replies fill the same bound, and the node must
+# decide again once they are gone.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/scratch-node.bash"
 trap scratch_cleanup EXIT
@@ -43,6 +45,29 @@ counted=$(metric 'countersign_calls_refused_total{reason="request_bytes_in_fligh
 check "countersign_calls_refused_total counts them (${counted:-absent})" "$([ "${counted:-}" = "$refused" ] && echo 0 || echo 1)"
 check "the refusals were logged, not each one" "$([ "$(grep -c 'request bytes in flight at the limit' "$work/serve.log")" -lt "$refused" ] && echo 0 || echo 1)"
 check_decides_again "the node decides after the flood"
+
+# Clients that send and never read: the calls the node had read still answer, and their replies
+# (here twice the size of the plan) count against the same bound until they are sent, so a
+# reading client beside them is refused instead of the node holding them all.
+python3 - "$work/buckets.json" <<'PY'
+import json, sys
+changes = [{"address": f"aws_s3_bucket.{'b' * 200}{i}", "mode": "managed", "type": "aws_s3_bucket", "name": f"{'b' * 200}{i}",
+            "provider_name": "registry.terraform.io/hashicorp/aws",
+            "change": {"actions": ["create"], "before": None, "after": {"bucket": f"b{i}", "tags": {"a": "b"}},
+                       "after_unknown": {}, "after_sensitive": {}}} for i in range(1100)]
+json.dump({"format_version": "1.2", "terraform_version": "1.6.0", "resource_changes": changes}, open(sys.argv[1], "w"))
+PY
+"$BIN" plan bench --generate 3 --out "$work/small.json" >/dev/null
+echo "hoard: 8 connections send 40 calls each of a $(( $(stat -c %s "$work/buckets.json") / 1000 )) KB plan and read nothing"
+"$PY" "$ROOT/Tests/flood/hoard.py" "$work" 127.0.0.1 "$port" "$LOCAL/pki" "$work/buckets.json" "$work/small.json" 40 8 20 \
+  | tee "$work/hoard.out" | sed 's/^/    /'
+check "a reading client beside them is refused RESOURCE_EXHAUSTED, the unsent replies counted" \
+  "$(grep -q '^probe 8 .*replies not yet sent.*limits.max_request_bytes_in_flight' "$work/hoard.out"; echo $?)"
+check "the hoarding connections were closed" "$(grep -qx closed "$work/hoard.out"; echo $?)"
+peak_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
+echo "    the node's peak resident memory: $(( peak_kb / 1024 )) MB"
+check "peak memory still under $PEAK_LIMIT_MB MB" "$([ $(( peak_kb / 1024 )) -lt $PEAK_LIMIT_MB ] && echo 0 || echo 1)"
+check_decides_again "the node decides once they are gone"
 check_ledger_verifies "the ledger verifies"
 echo "flood: $passed passed, $failed failed"
 [ "$failed" = 0 ]
