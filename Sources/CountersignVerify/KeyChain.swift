@@ -1,4 +1,4 @@
-import CountersignWire
+public import CountersignWire
 
 /// Offline verification of a keyring's history: from the very first key's public key and the
 /// key-event statements, in order, to today's key set.
@@ -57,8 +57,23 @@ public enum KeyChain {
     /// - Returns: the key set the events lead to.
     /// - Throws: ``VerificationError`` naming the index of the first statement that does not verify.
     public static func verify(firstKeySPKI: [UInt8], events: [SignedStatement]) throws -> KeySet {
+        try follow(firstKeySPKI: firstKeySPKI, events: events, fromThePinnedKey: false)
+    }
+
+    /// Follows the key transitions that `ListKeys` lists (each `KEY_TRANSITION` statement signed
+    /// by the old key, then by the new one) from the pinned first key, which is trusted as given:
+    /// `ListKeys` does not carry the first key's own `KEY_GENERATED` event. The first key's
+    /// `notBeforeUnixMs` is then 0.
+    /// - Parameter transitions: the statements with each of their signatures, in order.
+    /// - Throws: ``VerificationError`` naming the index of the first statement that does not verify.
+    public static func verify(firstKeySPKI: [UInt8], transitions: [SignedStatement]) throws -> KeySet {
+        try follow(firstKeySPKI: firstKeySPKI, events: transitions, fromThePinnedKey: true)
+    }
+
+    private static func follow(firstKeySPKI: [UInt8], events: [SignedStatement], fromThePinnedKey: Bool) throws -> KeySet {
         let first = try VerificationKey(spkiDER: firstKeySPKI)
-        var keys: [Key] = []
+        var keys: [Key] = fromThePinnedKey
+            ? [Key(key: first, algorithmName: first.algorithm.rawValue, notBeforeUnixMs: 0, notAfterUnixMs: nil)] : []
         var transitions = 0
         var pending: (index: Int, statement: KeyEventStatement, payload: [UInt8], newKey: VerificationKey)?
 
@@ -132,5 +147,17 @@ public enum KeyChain {
             throw VerificationError(.malformed, "no key events")
         }
         return KeySet(keys: keys, transitions: transitions)
+    }
+}
+
+extension KeyChain {
+    /// Follows what `ListKeys` answered from the pinned first key (``verify(firstKeySPKI:transitions:)``).
+    public static func verify(firstKeySPKI: [UInt8], listed: ListKeysResponse) throws -> KeySet {
+        let statements = listed.transitions.flatMap { transition in
+            transition.signatures.map {
+                SignedStatement(payloadType: PayloadType.keyEvent, payload: transition.statement, signature: $0.signature, keyID: $0.keyID)
+            }
+        }
+        return try verify(firstKeySPKI: firstKeySPKI, transitions: statements)
     }
 }

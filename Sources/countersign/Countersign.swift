@@ -11,7 +11,7 @@ struct Countersign: AsyncParsableCommand {
             dev instance's .local/countersign.yaml in this checkout (made by `make demo` or Deploy/dev/up).
             """,
         version: CountersignVersion.string,
-        subcommands: [Serve.self, Health.self, PlanCommand.self, LedgerCommand.self, Keys.self, Demo.self, Bench.self]
+        subcommands: [Serve.self, Health.self, PlanCommand.self, LedgerCommand.self, Keys.self, AuditCommand.self, Demo.self, Bench.self]
     )
 }
 

@@ -69,6 +69,17 @@ extension TokenTests {
         #expect(listed.transitions.count == 2)
         #expect(listed.transitions.allSatisfy { $0.signatures.count == 2 })
         #expect(try ListKeysResponse(protobuf: listed.protobufBytes()) == listed)
+        // What ListKeys answers is enough to follow both rotations from the pinned first key
+        // (`countersign audit`); a transition signed by its old key alone hands over nothing, and
+        // another pinned key follows none of it.
+        let fromListKeys = try KeyChain.verify(firstKeySPKI: first.spkiDER, listed: listed)
+        #expect(fromListKeys.keys.map(\.keyID) == [first.keyID, second.keyID, third.keyID])
+        #expect(fromListKeys.active.keyID == third.keyID)
+        try fromListKeys.verify(decision)
+        var halfSigned = listed
+        halfSigned.transitions[1].signatures.removeLast()
+        #expect(throws: VerificationError.self) { try KeyChain.verify(firstKeySPKI: first.spkiDER, listed: halfSigned) }
+        #expect(throws: VerificationError.self) { try KeyChain.verify(firstKeySPKI: second.spkiDER, listed: listed) }
 
         // A second custodian over the same log and token reaches the same state.
         let again = makeCustodian(signer, log: FileKeyEventLog(path: log.path), clock: clock)

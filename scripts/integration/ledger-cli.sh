@@ -82,6 +82,26 @@ PY
 check "  … which the hand check of docs/ledger.md accepts against the signed checkpoint" "$rc"
 [ "$rc" -eq 0 ] || sed 's/^/    /' "$work/hand.out"
 
+# An auditor over the wire, trusting only the first key: `countersign audit decision`.
+plan="$ROOT/../shared/fixtures/terraform/public/bridgecrewio_checkov-plan-change-keys.json"
+words="change the database security group rules"
+"$BIN" plan submit --config "$config" --plan "$plan" --request "$words" --owner maria.lopez@acmetech.example \
+  --request-id cli-audit >/dev/null 2>&1 || true
+rc=0; "$BIN" audit decision --config "$config" --request-id cli-audit --first-key "$work/first.pem" --plan "$plan" \
+  --request "$words" --keep-checkpoint "$work/audit-checkpoint.txt" >"$work/audit.out" 2>&1 || rc=$?
+check "audit decision: keys, signature, statement, checkpoint and inclusion verify over the wire" \
+  "$([ "$rc" -eq 0 ] && [ "$(grep -c '^ok ' "$work/audit.out")" -eq 5 ] && [ -s "$work/audit-checkpoint.txt" ]; echo $?)"
+[ "$rc" -eq 0 ] || sed 's/^/    /' "$work/audit.out"
+rc=0; "$BIN" audit decision --config "$config" --request-id cli-audit --first-key "$work/first.pem" \
+  --request "other words" >"$work/audit.out" 2>&1 || rc=$?
+check "  … and exits 1 naming the statement when it binds other words" \
+  "$([ "$rc" -eq 1 ] && grep -q "^FAILED  statement: it binds other words" "$work/audit.out"; echo $?)"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 2>/dev/null | openssl pkey -pubout -out "$work/stranger.pem" 2>/dev/null
+rc=0; "$BIN" audit decision --config "$config" --request-id cli-audit --first-key "$work/stranger.pem" >"$work/audit.out" 2>&1 || rc=$?
+check "  … and when the decision's key does not follow from the first key given" \
+  "$([ "$rc" -eq 1 ] && grep -q "^FAILED  decision: .*not in the verified key set" "$work/audit.out"; echo $?)"
+[ "$rc" -eq 1 ] || sed 's/^/    /' "$work/audit.out"
+
 rc=0
 stop_node || rc=$?
 check "the node stops within 20 s of SIGTERM" "$rc"
@@ -89,8 +109,10 @@ check "the node's log has no PostgresNIO run() warning either" "$(no_warning "$w
 rc=0; "$BIN" ledger verify --config "$config" --trusted-key "$work/first.pem" >"$work/verify.out" 2>&1 || rc=$?
 check "ledger verify" "$rc"
 [ "$rc" -eq 0 ] || sed 's/^/    /' "$work/verify.out"
-rc=0; "$BIN" ledger verify --config "$config" --trusted-key "$work/first.pem" --checkpoint "$work/kept-checkpoint.txt" >"$work/verify.out" 2>&1 || rc=$?
-check "ledger verify --checkpoint (the one kept earlier)" "$([ "$rc" -eq 0 ] && grep -q "holds the tree of each checkpoint given (sizes $size)" "$work/verify.out"; echo $?)"
+rc=0; "$BIN" ledger verify --config "$config" --trusted-key "$work/first.pem" --checkpoint "$work/kept-checkpoint.txt" \
+  --checkpoint "$work/audit-checkpoint.txt" >"$work/verify.out" 2>&1 || rc=$?
+check "ledger verify --checkpoint (the ones kept earlier, by ledger checkpoint and by audit decision)" \
+  "$([ "$rc" -eq 0 ] && grep -q "holds the tree of each checkpoint given (sizes $size, " "$work/verify.out"; echo $?)"
 [ "$rc" -eq 0 ] || sed 's/^/    /' "$work/verify.out"
 first=$(sed -n 's/^— .* signature \(.\).*/\1/p' "$work/kept-checkpoint.txt"); other=A; [ "$first" != A ] || other=B
 sed -i "s/^\(— .* signature \)./\1$other/" "$work/kept-checkpoint.txt"  # the signature's first character changed
