@@ -253,6 +253,11 @@ public final class CountersignClient: Sendable {
         try await call(Method.proveInclusion, ProveInclusionRequest(leafIndex: leafIndex, treeSize: treeSize), deadline: deadline)
     }
 
+    /// `Audit.ProveConsistency`: the RFC 9162 consistency proof between the trees of two sizes.
+    public func proveConsistency(firstSize: UInt64, secondSize: UInt64, deadline: Duration? = nil) async throws -> ConsistencyProof {
+        try await call(Method.proveConsistency, ProveConsistencyRequest(firstSize: firstSize, secondSize: secondSize), deadline: deadline)
+    }
+
     /// Closes the connection; calls in flight fail with `UNAVAILABLE`.
     public func close() async {
         try? await channel.close()

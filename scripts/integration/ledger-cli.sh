@@ -2,7 +2,10 @@
 # The ledger's command line against a real node: `ledger checkpoint` prints the newest checkpoint,
 # `ledger checkpoint --sign` signs one in the token when no node serves the ledger and refuses
 # (naming the holder) while one does, `ledger prove` prints a proof that the hand check of
-# docs/ledger.md accepts, and none of them prints PostgresNIO's "run() hasn't been called".
+# docs/ledger.md accepts, and none of them prints PostgresNIO's "run() hasn't been called". Then an
+# auditor over the wire: `audit decision` verifies one decision from the first key and keeps the
+# checkpoint, `audit checkpoint --since` proves the grown ledger extends the kept ones, and
+# `ledger verify --checkpoint` checks the whole ledger against them.
 # Uses a database of its own and the dev cluster, token, keyring and certificates.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/scratch-node.bash"
@@ -92,6 +95,22 @@ rc=0; "$BIN" audit decision --config "$config" --request-id cli-audit --first-ke
 check "audit decision: keys, signature, statement, checkpoint and inclusion verify over the wire" \
   "$([ "$rc" -eq 0 ] && [ "$(grep -c '^ok ' "$work/audit.out")" -eq 5 ] && [ -s "$work/audit-checkpoint.txt" ]; echo $?)"
 [ "$rc" -eq 0 ] || sed 's/^/    /' "$work/audit.out"
+"$BIN" plan submit --config "$config" --plan "$plan" --request "$words" --owner maria.lopez@acmetech.example >/dev/null 2>&1 || true
+grown=1
+for _ in $(seq 100); do  # a checkpoint of the grown ledger (at most 1 s; 10 s on a slow machine)
+  rc=0; "$BIN" audit checkpoint --config "$config" --first-key "$work/first.pem" --since "$work/kept-checkpoint.txt" \
+    --since "$work/audit-checkpoint.txt" >"$work/audit.out" 2>&1 || rc=$?
+  if [ "$rc" -eq 0 ] && ! grep -q "tree size $((size + 1))," "$work/audit.out"; then grown=0; break; fi
+  sleep 0.1
+done
+check "audit checkpoint --since: the newest tree extends both kept checkpoints (consistency proofs)" \
+  "$([ "$grown" -eq 0 ] && [ "$(grep -c '^ok      since .*extends its' "$work/audit.out")" -eq 2 ]; echo $?)"
+[ "$grown" -eq 0 ] || sed 's/^/    /' "$work/audit.out"
+sed "2s/.*/$((size + 5))/" "$work/audit-checkpoint.txt" > "$work/forged-checkpoint.txt"  # it claims more entries
+rc=0; "$BIN" audit checkpoint --config "$config" --first-key "$work/first.pem" --since "$work/forged-checkpoint.txt" >"$work/audit.out" 2>&1 || rc=$?
+check "  … and exits 1 for a kept checkpoint whose text was changed" \
+  "$([ "$rc" -eq 1 ] && grep -q "^FAILED  since .*forged-checkpoint.txt: .*does not verify" "$work/audit.out"; echo $?)"
+[ "$rc" -eq 1 ] || sed 's/^/    /' "$work/audit.out"
 rc=0; "$BIN" audit decision --config "$config" --request-id cli-audit --first-key "$work/first.pem" \
   --request "other words" >"$work/audit.out" 2>&1 || rc=$?
 check "  … and exits 1 naming the statement when it binds other words" \
