@@ -117,7 +117,8 @@ public struct StoredCheckpoint: Sendable, Hashable {
     /// - Throws: ``LedgerError`` `invalidArgument` naming what is wrong.
     public init(printed: String) throws {
         func bad(_ what: String) -> LedgerError { LedgerError(.invalidArgument, "not a printed checkpoint: \(what)") }
-        var lines = printed.split(separator: "\n", omittingEmptySubsequences: false)
+        // A file saved on another system may end its lines in CR LF (one Character in Swift).
+        var lines = printed.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
         if lines.last == "" { lines.removeLast() }
         guard let last = lines.last, lines.count >= 4 else { throw bad("expected the checkpoint's text and a signature line") }
         let fields = last.split(separator: " ", omittingEmptySubsequences: false)

@@ -311,20 +311,21 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: writing
 
-    /// Writes a call's reply. `holding` bytes of ``requestBytes``, reserved for the call, are
-    /// exchanged for the reply frame's size, and released once the frame has been written to the
-    /// socket, or has failed to be because the connection closed.
-    private func reply(context: ChannelHandlerContext, callID: UInt64, body: [UInt8], holding reserved: Int = 0) {
+    /// Writes a call's reply. With `holding`, the bytes of ``requestBytes`` reserved for an async
+    /// call (its request body's, perhaps none) are exchanged for the reply frame's size, released
+    /// once the frame has been written to the socket, or has failed to be because the connection
+    /// closed. Replies of inline calls and refusals are small and not counted.
+    private func reply(context: ChannelHandlerContext, callID: UInt64, body: [UInt8], holding reserved: Int? = nil) {
         write(context: context, Envelope(callID: callID, body: body, status: .ok), holding: reserved)
     }
 
-    private func reply(context: ChannelHandlerContext, callID: UInt64, status: Status, holding reserved: Int = 0) {
+    private func reply(context: ChannelHandlerContext, callID: UInt64, status: Status, holding reserved: Int? = nil) {
         write(context: context, Envelope(callID: callID, status: status), holding: reserved)
     }
 
-    private func write(context: ChannelHandlerContext, _ envelope: Envelope, holding reserved: Int = 0) {
+    private func write(context: ChannelHandlerContext, _ envelope: Envelope, holding reserved: Int? = nil) {
         guard !closing else {
-            requestBytes.release(reserved)
+            if let reserved { requestBytes.release(reserved) }
             return
         }
         var buffer = context.channel.allocator.buffer(capacity: 64)
@@ -340,7 +341,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 "the reply would be \(size) bytes, above limits.max_frame_bytes (\(limits.maxFrameBytes))")), into: &buffer)
         }
         unflushedBytes += buffer.readableBytes
-        if reserved > 0 {
+        if let reserved {
             let held = buffer.readableBytes
             requestBytes.exchange(reserved, for: held)
             let written = context.eventLoop.makePromise(of: Void.self)
