@@ -55,6 +55,8 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var heldFrames = CircularBuffer<ByteBuffer>()
     /// A read the channel asked for while frames were held, passed on once they are served.
     private var readPending = false
+    /// This connection's part of ``requestBytes``: its calls' requests and their unsent replies.
+    private var heldBytes = 0
 
     init(identity: ConnectionIdentity, router: Router, limits: LimitSettings, requestBytes: RequestBytesInFlight,
          logger: Logger, handshakeFailures: @escaping @Sendable (HandshakeRejection) -> Void) {
@@ -227,10 +229,11 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         case .async(let handler):
             let size = envelope.body.count
-            if let refusal = requestBytes.reserve(size) {
+            if let refusal = requestBytes.reserve(size, connectionHeld: heldBytes) {
                 reply(context: context, callID: callID, status: refusal)
                 return
             }
+            heldBytes += size
             start(handler, body: envelope.body, reserved: size, call: call, deadlineMs: deadlineMs, context: context)
         }
     }
@@ -252,14 +255,13 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let bound = NIOLoopBound(self, eventLoop: loop)
         let ctx = NIOLoopBound(context, eventLoop: loop)
         let callID = call.callID
-        let requestBytes = self.requestBytes
         let task = Task {
             let result: Result<[UInt8], any Error>
             do { result = .success(try await handler(body, call)) } catch { result = .failure(error) }
             loop.execute {
                 let handler = bound.value
                 guard handler.inFlight.remove(callID) != nil else {  // the deadline won, or the connection closed
-                    requestBytes.release(reserved)
+                    handler.release(reserved)
                     return
                 }
                 switch result {
@@ -325,7 +327,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func write(context: ChannelHandlerContext, _ envelope: Envelope, holding reserved: Int? = nil) {
         guard !closing else {
-            if let reserved { requestBytes.release(reserved) }
+            if let reserved { release(reserved) }
             return
         }
         var buffer = context.channel.allocator.buffer(capacity: 64)
@@ -344,15 +346,22 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let reserved {
             let held = buffer.readableBytes
             requestBytes.exchange(reserved, for: held)
+            heldBytes += held - reserved
             let written = context.eventLoop.makePromise(of: Void.self)
-            let requestBytes = self.requestBytes
-            written.futureResult.whenComplete { _ in requestBytes.release(held) }
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            written.futureResult.whenComplete { _ in bound.value.release(held) }
             context.write(wrapOutboundOut(buffer), promise: written)
         } else {
             context.write(wrapOutboundOut(buffer), promise: nil)
         }
         pendingFlush = true
         if unflushedBytes >= 64 << 10 { flushIfNeeded(context: context) }
+    }
+
+    /// Gives back bytes of ``requestBytes`` that this connection held.
+    private func release(_ bytes: Int) {
+        requestBytes.release(bytes)
+        heldBytes -= bytes
     }
 
     private func flushIfNeeded(context: ChannelHandlerContext) {

@@ -20,9 +20,12 @@ import NIOCore
 /// nothing held 1.1 GB of replies in the node until the idle timeout closed them, while the bound
 /// on requests alone was 256 MiB. Counted here, those replies stop further calls instead.
 ///
+/// One connection may hold at most ``connectionShare`` of it, so that one client cannot take it all.
+///
 /// Refusals are counted in `countersign_calls_refused_total{reason="request_bytes_in_flight"}`
-/// and logged at most once every ``logInterval``, with how many there were since the last line,
-/// so that a flood of calls does not become a flood of log lines.
+/// (the node's limit) and `{reason="connection_bytes_in_flight"}` (a connection's share), and
+/// logged at most once every ``logInterval``, with how many there were since the last line, so
+/// that a flood of calls does not become a flood of log lines.
 final class RequestBytesInFlight: Sendable {
     /// `limits.max_request_bytes_in_flight`.
     let limit: Int
@@ -35,20 +38,29 @@ final class RequestBytesInFlight: Sendable {
         var lastLog: NIODeadline?
     }
 
+    /// What one connection may hold of it: an eighth, or a frame if that is more. One client that
+    /// stops reading its replies (or pipelines large plans) then leaves the rest to the others.
+    let connectionShare: Int
+
     private let state = NIOLockedValueBox(State())
     private let refusals = Counter(label: "countersign_calls_refused_total", dimensions: [("reason", "request_bytes_in_flight")])
+    private let connectionRefusals = Counter(label: "countersign_calls_refused_total", dimensions: [("reason", "connection_bytes_in_flight")])
     private let logger: Logger
 
-    init(limit: Int, logger: Logger) {
+    init(limit: Int, maxFrameBytes: Int, logger: Logger) {
         self.limit = limit
+        self.connectionShare = max(maxFrameBytes, limit / 8)
         self.logger = logger
     }
 
-    /// Reserves `bytes` for a call, or returns the status to answer it with when they do not fit.
-    func reserve(_ bytes: Int) -> Status? {
+    /// Reserves `bytes` for a call of a connection that holds `connectionHeld` bytes already, or
+    /// returns the status to answer it with when they do not fit in the connection's share or in
+    /// the node's limit.
+    func reserve(_ bytes: Int, connectionHeld: Int) -> Status? {
         let now = NIODeadline.now()
+        let overShare = connectionHeld + bytes > connectionShare
         let (admitted, held, logRefusals) = state.withLockedValue { s -> (Bool, Int, Int?) in
-            if s.held + bytes <= limit {
+            if !overShare, s.held + bytes <= limit {
                 s.held += bytes
                 return (true, s.held, nil)
             }
@@ -58,11 +70,16 @@ final class RequestBytesInFlight: Sendable {
             return (false, s.held, s.refusedSinceLog)
         }
         if admitted { return nil }
-        refusals.increment()
+        (overShare ? connectionRefusals : refusals).increment()
         if let logRefusals {
             logger.warning("calls refused: request bytes in flight at the limit", metadata: [
                 "cs.refused": "\(logRefusals)", "cs.held_bytes": "\(held)", "cs.limit_bytes": "\(limit)",
+                "cs.connection_share_bytes": "\(connectionShare)",
             ])
+        }
+        if overShare {
+            return Status(.resourceExhausted,
+                          "this connection already holds \(connectionHeld) bytes of requests in flight and replies not yet sent; this call's \(bytes) would exceed its share (\(connectionShare): an eighth of limits.max_request_bytes_in_flight, or limits.max_frame_bytes if more): read the replies, or retry later")
         }
         return Status(.resourceExhausted,
                       "the node already holds \(held) bytes of requests in flight and replies not yet sent; this call's \(bytes) would exceed limits.max_request_bytes_in_flight (\(limit)): retry later")

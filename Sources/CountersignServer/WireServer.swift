@@ -135,7 +135,7 @@ public final class WireServer: Service, Sendable {
         let state = self.state
         let pins = Dictionary(configuration.principals.map { ($0.spkiSHA256, $0) }, uniquingKeysWith: { a, _ in a })
         let limits = configuration.limits
-        let requestBytes = RequestBytesInFlight(limit: limits.maxRequestBytesInFlight, logger: logger)
+        let requestBytes = RequestBytesInFlight(limit: limits.maxRequestBytesInFlight, maxFrameBytes: limits.maxFrameBytes, logger: logger)
         let counters = Dictionary(uniqueKeysWithValues: HandshakeRejection.allCases.map {
             ($0, Counter(label: "countersign_handshake_failures_total", dimensions: [("reason", $0.rawValue)]))
         })

@@ -305,11 +305,12 @@ import Testing
         } routes: { $0.registerEcho() }
         let first = try await server.client("orchestrator")
         let second = try await server.client("orchestrator")
+        let third = try await server.client("orchestrator")
         let large = [UInt8](repeating: 7, count: 40 << 10)
 
-        // Two slow calls of 40 KiB on the first connection hold 80 KiB.
+        // Two slow calls of 40 KiB, on two connections (each may hold 64 KiB, a frame), hold 80 KiB.
         async let slow1 = first.call(Router.echoMethod, EchoRequest(payload: large, delayMs: 1500), as: EchoRequest.self)
-        async let slow2 = first.call(Router.echoMethod, EchoRequest(payload: large, delayMs: 1500), as: EchoRequest.self)
+        async let slow2 = third.call(Router.echoMethod, EchoRequest(payload: large, delayMs: 1500), as: EchoRequest.self)
         try await Task.sleep(for: .milliseconds(300))
         let asked = ContinuousClock.now
         let refused = await #expect(throws: Status.self) {
@@ -338,6 +339,7 @@ import Testing
         #expect(try await again2.payload == large)
         await first.close()
         await second.close()
+        await third.close()
         try await server.stop()
     }
 
@@ -359,7 +361,7 @@ import Testing
         #expect(await server.eventually { (try? hoarder.envelopes().count) == 1 })
         try await hoarder.channel.setOption(ChannelOptions.autoRead, value: false)
         // Twelve calls of a few bytes, each answered with 1 MiB that the hoarder never reads.
-        try await hoarder.send((2...13).flatMap { i in
+        try await hoarder.send((2...41).flatMap { i in
             Frame.bytes(of: Envelope(callID: UInt64(i), method: "/countersign.testing/Large", body: EchoRequest(payload: [1]).protobufBytes()))
         })
         let client = try await server.client("orchestrator")
@@ -388,6 +390,43 @@ import Testing
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(answered, "the closed connection's replies were not given back")
+        await client.close()
+        try await server.stop()
+    }
+
+    /// One connection holds at most an eighth of `limits.max_request_bytes_in_flight` (or a frame,
+    /// if more): a client that stops reading its replies has its own further calls refused, and
+    /// leaves the rest of the bound to the others, whose calls go on.
+    @Test func oneConnectionHoldsAtMostItsShareOfTheBytesInFlight() async throws {
+        let server = try await TestServer.start {
+            $0.maxFrameBytes = 1 << 20
+            $0.maxRequestBytesInFlight = 16 << 20  // a connection's share: 2 MiB
+        } routes: { $0.registerEcho() }
+        let hoarder = try await RawConnection.connect(port: server.port, identity: "orchestrator", receiveBuffer: 4096)
+        try await hoarder.send(Frame.bytes(of: Envelope(callID: 1, method: Method.health)))
+        #expect(await server.eventually { (try? hoarder.envelopes().count) == 1 })
+        try await hoarder.channel.setOption(ChannelOptions.autoRead, value: false)
+        // Forty echo calls of 512 KiB, their replies as large, none read: 20 MiB, more than the node's
+        // 16 MiB, which the hoarder alone would fill; four fill its share.
+        let payload = [UInt8](repeating: 5, count: 512 << 10)
+        try await hoarder.send((2...41).flatMap { i in
+            Frame.bytes(of: Envelope(callID: UInt64(i), method: Router.echoMethod, body: EchoRequest(payload: payload, delayMs: 50).protobufBytes()))
+        })
+        try await Task.sleep(for: .milliseconds(500))
+        let client = try await server.client("orchestrator")
+        for _ in 0..<3 {
+            let echoed = try await client.call(Router.echoMethod, EchoRequest(payload: payload), as: EchoRequest.self)
+            #expect(echoed.payload == payload, "another client's calls go on beside the one that does not read")
+        }
+        try await hoarder.channel.setOption(ChannelOptions.autoRead, value: true)
+        #expect(await server.eventually(timeout: .seconds(20)) { (try? hoarder.envelopes().count) == 41 })
+        let replies = try hoarder.envelopes().filter { $0.callID > 1 }
+        let refused = replies.filter { $0.status?.code == .resourceExhausted }
+        #expect(refused.count >= 30, "the hoarder's calls beyond its share are refused: \(refused.count) of 40")
+        #expect(refused.allSatisfy { $0.status?.message.contains("this connection already holds") == true })
+        #expect(refused.first?.status?.message.contains("its share (2097152: an eighth of limits.max_request_bytes_in_flight") == true)
+        #expect(replies.count - refused.count >= 3, "the calls within its share are answered")
+        await hoarder.close()
         await client.close()
         try await server.stop()
     }

@@ -41,8 +41,11 @@ check "peak memory under $PEAK_LIMIT_MB MB for $sent_mb MB sent" "$([ $(( peak_k
 lost_lease=$(grep -c '"lost the ledger lease"' "$work/serve.log" || true)
 check "the node kept its ledger lease" "$([ "$lost_lease" = 0 ] && echo 0 || echo 1)"
 scrape "$mport" >"$work/metrics.txt"
-counted=$(metric 'countersign_calls_refused_total{reason="request_bytes_in_flight"}')
-check "countersign_calls_refused_total counts them (${counted:-absent})" "$([ "${counted:-}" = "$refused" ] && echo 0 || echo 1)"
+node_wide=$(metric 'countersign_calls_refused_total{reason="request_bytes_in_flight"}')
+share=$(metric 'countersign_calls_refused_total{reason="connection_bytes_in_flight"}')
+counted=$(( ${node_wide:-0} + ${share:-0} ))
+check "countersign_calls_refused_total counts them (${node_wide:-absent} for the node's bound, ${share:-absent} for a connection's share)" \
+  "$([ "$counted" = "$refused" ] && echo 0 || echo 1)"
 check "the refusals were logged, not each one" "$([ "$(grep -c 'request bytes in flight at the limit' "$work/serve.log")" -lt "$refused" ] && echo 0 || echo 1)"
 check_decides_again "the node decides after the flood"
 
