@@ -123,6 +123,7 @@ struct AuditCommand: AsyncParsableCommand {
                     guard old.treeSize <= new.treeSize else {
                         throw AuditFailure("it has \(old.treeSize) entries; the newest checkpoint only \(new.treeSize): the ledger was cut back")
                     }
+                    guard old.treeSize > 0 else { return "signed by key \(old.keyID.prefix(16))…; an empty tree, which every tree extends" }
                     let proof = try await audit.connection.proveConsistency(firstSize: old.treeSize, secondSize: new.treeSize)
                     do {
                         try Merkle.verifyConsistency(firstSize: old.treeSize, secondSize: new.treeSize, firstRoot: old.rootHash,
