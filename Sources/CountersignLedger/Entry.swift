@@ -113,6 +113,19 @@ public struct StoredCheckpoint: Sendable, Hashable {
         String(decoding: body, as: UTF8.self) + "— \(payloadType) key \(keyID) signature \(Data(signature).base64EncodedString())\n"
     }
 
+    /// Reads a file holding ``printed`` (a checkpoint someone kept).
+    /// - Throws: ``LedgerError`` `invalidArgument` naming the file and what is wrong.
+    public init(printedFile path: String) throws {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw LedgerError(.invalidArgument, "cannot read \(path)")
+        }
+        do {
+            try self.init(printed: text)
+        } catch let error as LedgerError {
+            throw LedgerError(error.code, "\(path): \(error.message)")
+        }
+    }
+
     /// Reads ``printed``. The epoch is not in it and is 0.
     /// - Throws: ``LedgerError`` `invalidArgument` naming what is wrong.
     public init(printed: String) throws {

@@ -14,24 +14,10 @@ extension Router {
             await custodian.listKeys()
         }
         async(Method.proposeRotation, roles: [.officer]) { (request: ProposeRotationRequest, context: CallContext) in
-            // The reason goes into a signed key event, which every node reads at every start.
-            guard request.reason.utf8.count <= maxRotationReasonBytes else {
-                throw Status(.invalidArgument, "reason must be at most \(maxRotationReasonBytes) bytes")
-            }
-            var algorithm: KeyAlgorithm?
-            if !request.algorithm.isEmpty {
-                guard let a = KeyAlgorithm(rawValue: request.algorithm) else {
-                    throw Status(.invalidArgument, "algorithm must be one of \(KeyAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-                algorithm = a
-            }
-            return try await custodian.propose(by: context.principal.id, reason: request.reason, algorithm: algorithm)
+            try await custodian.propose(request, by: context.principal.id)
         }
         async(Method.approveRotation, roles: [.officer]) { (request: ApproveRotationRequest, context: CallContext) in
             try await custodian.approve(proposalID: request.proposalID, by: context.principal.id)
         }
     }
 }
-
-/// Longest reason a rotation proposal may give.
-let maxRotationReasonBytes = 1024

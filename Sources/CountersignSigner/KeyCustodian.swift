@@ -173,8 +173,15 @@ public actor KeyCustodian {
     /// - Throws: ``SignerError`` (`notBootstrapped`, `invalidArgument`, `unavailable`).
     public func propose(by officer: String, reason: String, algorithm: KeyAlgorithm? = nil) async throws -> RotationProposal {
         guard !officer.isEmpty else { throw SignerError(.invalidArgument, "an officer id is required") }
+        // The reason goes into a signed key event, which every node reads at every start.
+        guard reason.utf8.count <= Self.maxReasonBytes else {
+            throw SignerError(.invalidArgument, "reason must be at most \(Self.maxReasonBytes) bytes")
+        }
         return try await exclusive { try await self.proposeLocked(by: officer, reason: reason, algorithm: algorithm) }
     }
+
+    /// Longest reason a rotation proposal may give.
+    public static let maxReasonBytes = 1024
 
     private func proposeLocked(by officer: String, reason: String, algorithm: KeyAlgorithm?) async throws -> RotationProposal {
         try await reload()

@@ -105,14 +105,11 @@ struct AuditCommand: AsyncParsableCommand {
         var since: [String] = []
 
         func run() async throws {
-            var kept: [(path: String, checkpoint: StoredCheckpoint)] = []
-            for path in since {
-                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read \(path)") }
-                do {
-                    kept.append((path, try StoredCheckpoint(printed: text)))
-                } catch let error as LedgerError {
-                    throw ValidationError("\(path): \(error.message)")
-                }
+            let kept: [(path: String, checkpoint: StoredCheckpoint)]
+            do {
+                kept = try since.map { ($0, try StoredCheckpoint(printedFile: $0)) }
+            } catch let error as LedgerError {
+                throw ValidationError(error.message)
             }
             let audit = try await AuditSession(options)
             await audit.checkCheckpoint(covering: nil)
@@ -178,24 +175,10 @@ final class AuditSession {
         }
     }
 
-    /// Fetches the newest checkpoint (waiting up to 10 s for one that covers `index`: the node signs
-    /// one at most a second after an entry) and verifies its signature and text.
+    /// Fetches the newest checkpoint (one that covers `index`, if given) and verifies it.
     func checkCheckpoint(covering index: UInt64?) async {
         await check("checkpoint") {
-            var cp = try await connection.checkpoint()
-            if let index {
-                let end = ContinuousClock.now + .seconds(10)
-                while cp.treeSize <= index, ContinuousClock.now < end {
-                    try await Task.sleep(for: .milliseconds(200))
-                    cp = try await connection.checkpoint()
-                }
-                guard cp.treeSize > index else { throw AuditFailure("no checkpoint covers index \(index) yet") }
-            }
-            try verify(SignedStatement(payloadType: PayloadType.checkpoint, payload: cp.checkpoint, signature: cp.signature, keyID: cp.keyID))
-            let parsed = try CountersignVerify.Checkpoint(parsing: cp.checkpoint)
-            guard parsed.treeSize == cp.treeSize, parsed.rootHash == cp.rootHash else {
-                throw AuditFailure("the reply's size or root differs from the signed text")
-            }
+            let (cp, parsed) = try await connection.verifiedCheckpoint(covering: index, verify: verify)
             checkpoint = cp
             return "\(parsed.origin), tree size \(parsed.treeSize), root \(Hex.encode(parsed.rootHash).prefix(16))…, signed by key \(cp.keyID.prefix(16))…"
         }
@@ -216,6 +199,34 @@ final class AuditSession {
             print("kept    the checkpoint in \(path)")
         }
         if failed { throw ExitCode.failure }
+    }
+}
+
+extension CountersignClient {
+    /// The newest signed checkpoint, waiting up to 10 s for one that covers `index` when given (a
+    /// node signs one at most a second after an entry); `verify` checks its signature, and its
+    /// signed text must match its size and root. `countersign audit` and `countersign demo` use it.
+    func verifiedCheckpoint(covering index: UInt64?, verify: (SignedStatement) throws -> Void) async throws
+        -> (checkpoint: CountersignWire.Checkpoint, parsed: CountersignVerify.Checkpoint) {
+        var cp = try await checkpoint()
+        if let index {
+            let end = ContinuousClock.now + .seconds(10)
+            while cp.treeSize <= index, ContinuousClock.now < end {
+                try await Task.sleep(for: .milliseconds(200))
+                cp = try await checkpoint()
+            }
+            guard cp.treeSize > index else { throw AuditFailure("no checkpoint covers index \(index) within 10 s") }
+        }
+        do {
+            try verify(SignedStatement(payloadType: PayloadType.checkpoint, payload: cp.checkpoint, signature: cp.signature, keyID: cp.keyID))
+        } catch {
+            throw AuditFailure("the checkpoint's signature does not verify: \(error)")
+        }
+        let parsed = try CountersignVerify.Checkpoint(parsing: cp.checkpoint)
+        guard parsed.treeSize == cp.treeSize, parsed.rootHash == cp.rootHash else {
+            throw AuditFailure("the checkpoint's size or root differs from its signed text")
+        }
+        return (cp, parsed)
     }
 }
 

@@ -99,22 +99,15 @@ struct Demo: AsyncParsableCommand {
             }
             print("  signatures:  \(outcomes.count) decisions verified, each binding its request id, plan, words, owner and verdict")
 
-            // A checkpoint that covers every decision (the checkpointer signs one at least every second).
-            let needed = (outcomes.map(\.decision.ledgerIndex).max() ?? 0) + 1
-            var checkpoint = try await connection.checkpoint()
-            let end = ContinuousClock.now + .seconds(10)
-            while checkpoint.treeSize < needed, ContinuousClock.now < end {
-                try await Task.sleep(for: .milliseconds(200))
-                checkpoint = try await connection.checkpoint()
-            }
-            guard checkpoint.treeSize >= needed else { return failures + ["no checkpoint covers index \(needed - 1) within 10 s"] }
-            guard let ckey = keys[checkpoint.keyID],
-                  ckey.verifies(signature: checkpoint.signature, payloadType: PayloadType.checkpoint, payload: checkpoint.checkpoint) else {
-                return failures + ["the checkpoint's signature does not verify"]
-            }
-            let parsed = try CountersignVerify.Checkpoint(parsing: checkpoint.checkpoint)
-            guard parsed.treeSize == checkpoint.treeSize, parsed.rootHash == checkpoint.rootHash else {
-                return failures + ["the checkpoint text does not match its fields"]
+            // A checkpoint that covers every decision.
+            let parsed: CountersignVerify.Checkpoint
+            do {
+                parsed = try await connection.verifiedCheckpoint(covering: outcomes.map(\.decision.ledgerIndex).max() ?? 0) { statement in
+                    guard let key = keys[statement.keyID] else { throw AuditFailure("signed by an unlisted key \(statement.keyID)") }
+                    try key.verify(statement)
+                }.parsed
+            } catch {
+                return failures + ["\(error)"]
             }
             print("  checkpoint:  \(parsed.origin), tree size \(parsed.treeSize), root \(Hex.encode(parsed.rootHash).prefix(16))…, signature verified")
             for o in outcomes {

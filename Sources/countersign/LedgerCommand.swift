@@ -102,14 +102,11 @@ struct LedgerCommand: AsyncParsableCommand {
         var givenCheckpoints: [String] = []
 
         func run() async throws {
-            var given: [StoredCheckpoint] = []
-            for path in givenCheckpoints {
-                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw LedgerCommand.fail(LedgerError(.invalidArgument, "cannot read \(path)")) }
-                do {
-                    given.append(try StoredCheckpoint(printed: text))
-                } catch let error as LedgerError {
-                    throw LedgerCommand.fail(LedgerError(error.code, "\(path): \(error.message)"))
-                }
+            let given: [StoredCheckpoint]
+            do {
+                given = try givenCheckpoints.map { try StoredCheckpoint(printedFile: $0) }
+            } catch {
+                throw LedgerCommand.fail(error)
             }
             var keys = TrustedKeys()
             for path in trustedKeys {

@@ -413,7 +413,7 @@ import Testing
                 let _: RotationProposal = try await officer.call(Method.proposeRotation, proposal)
             }
             #expect(proposalError?.code == .invalidArgument)
-            #expect(proposalError?.message == "reason must be at most \(maxRotationReasonBytes) bytes")
+            #expect(proposalError?.message == "reason must be at most \(KeyCustodian.maxReasonBytes) bytes")
             await officer.close()
             #expect(try await stack.ledger.size() == size)
             // At their limits, both are decided.
