@@ -136,7 +136,8 @@ public struct LimitSettings: Sendable, Hashable {
     /// Bytes of request bodies held by the calls in flight on the whole node, and of their replies
     /// not yet written to a socket; a call that would go above it is answered `RESOURCE_EXHAUSTED`
     /// at once (`limits.max_request_bytes_in_flight`). One connection may hold an eighth of it, or
-    /// `maxFrameBytes` if that is more.
+    /// `maxFrameBytes` if that is more. The frames still arriving are bounded by as much again, at
+    /// their declared sizes (a frame that does not fit is not read until it does).
     /// At least `maxFrameBytes`. Default 256 MiB.
     public var maxRequestBytesInFlight: Int
     /// Most findings a decision lists, the strictest first; the verdict is over all of them, and the

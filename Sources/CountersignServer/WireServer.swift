@@ -140,6 +140,8 @@ public final class WireServer: Service, Sendable {
             ($0, Counter(label: "countersign_handshake_failures_total", dimensions: [("reason", $0.rawValue)]))
         })
         let connectionsGauge = Gauge(label: "countersign_connections")
+        let frameBytes = IncompleteFrameBytes(limit: limits.maxRequestBytesInFlight)
+        let readPauses = Counter(label: "countersign_reads_paused_total", dimensions: [("reason", "incomplete_frame_bytes")])
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -188,6 +190,10 @@ public final class WireServer: Service, Sendable {
                     // this, one such client made the node hold 6.6 GB of replies to 2 million
                     // ListKeys calls (100 MB sent).
                     try channel.pipeline.syncOperations.addHandler(BackPressureHandler())
+                    // What connections have sent of frames not yet complete is bounded node-wide
+                    // too: a frame that does not fit waits, unread.
+                    try channel.pipeline.syncOperations.addHandler(
+                        FrameAdmission(frameBytes: frameBytes, maxFrameBytes: limits.maxFrameBytes, pauses: readPauses))
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: limits.maxFrameBytes)))
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }

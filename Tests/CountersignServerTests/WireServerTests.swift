@@ -436,6 +436,74 @@ import Testing
         try await server.stop()
     }
 
+    /// What connections have sent of frames not yet complete is bounded node-wide (by the size of
+    /// `limits.max_request_bytes_in_flight`, in a pool of its own): a frame holds its declared size
+    /// from the read that leaves it incomplete, a frame that does not fit is not read until the
+    /// room is there, and a connection closed in the middle of a frame gives its place back.
+    @Test func framesStillArrivingAreBoundedAcrossConnections() async throws {
+        let server = try await TestServer.start {
+            $0.maxFrameBytes = 2 << 20
+            $0.maxRequestBytesInFlight = 4 << 20  // 4,194,304 bytes
+        } routes: { $0.registerEcho() }
+        func frame(_ callID: UInt64, _ size: Int) -> [UInt8] {
+            Frame.bytes(of: Envelope(callID: callID, method: Router.echoMethod,
+                                     body: EchoRequest(payload: [UInt8](repeating: UInt8(callID), count: size)).protobufBytes()))
+        }
+        func connect() async throws -> RawConnection {
+            let connection = try await RawConnection.connect(port: server.port, identity: "orchestrator")
+            try await connection.send(Frame.bytes(of: Envelope(callID: 1, method: Method.health)))
+            #expect(await server.eventually { (try? connection.envelopes().count) == 1 })
+            return connection
+        }
+        func reply(_ connection: RawConnection, _ callID: UInt64) -> Envelope? {
+            (try? connection.envelopes())?.first { $0.callID == callID }
+        }
+        func isOK(_ envelope: Envelope?) -> Bool { envelope != nil && (envelope?.status?.code ?? .ok) == .ok }
+        func sendWithoutWaiting(_ connection: RawConnection, _ bytes: [UInt8]) {
+            var buffer = connection.channel.allocator.buffer(capacity: bytes.count)
+            buffer.writeBytes(bytes)
+            connection.channel.writeAndFlush(buffer, promise: nil)
+        }
+        // Two frames of 1.5 MB, all but their last 1,000 bytes sent: 3 MB of the 4 MiB held.
+        let first = try await connect(), second = try await connect(), third = try await connect()
+        let a = frame(2, 1_500_000), b = frame(3, 1_500_000)
+        try await first.send(Array(a.dropLast(1000)))
+        try await second.send(Array(b.dropLast(1000)))
+        try await Task.sleep(for: .milliseconds(300))
+
+        // A whole frame of 1.3 MB from a third connection does not fit beside them: it is not read.
+        sendWithoutWaiting(third, frame(5, 1_300_000))
+        try await Task.sleep(for: .seconds(1))
+        let answeredAtOnce = reply(third, 5) != nil
+        #expect(!answeredAtOnce, "a frame beyond the bound was read and answered")
+
+        // The second frame's last bytes come: it is answered, and gives its place to the third.
+        try await second.send(Array(b.suffix(1000)))
+        #expect(await server.eventually(timeout: .seconds(10)) { reply(second, 3) != nil })
+        #expect(isOK(reply(second, 3)), "\(reply(second, 3)?.status?.message ?? "")")
+        #expect(try reply(second, 3).map { try EchoRequest(protobuf: $0.body).payload.count } == 1_500_000)
+        #expect(await server.eventually(timeout: .seconds(10)) { reply(third, 5) != nil })
+        #expect(isOK(reply(third, 5)), "\(reply(third, 5)?.status?.message ?? "")")
+
+        // The first connection closes in the middle of its frame: its place comes back, and two
+        // frames of 1.9 MB fit at once again: the third's is answered while the second's still
+        // arrives.
+        await first.close()
+        try await Task.sleep(for: .milliseconds(300))
+        let d = frame(6, 1_900_000)
+        try await second.send(Array(d.dropLast(1000)))
+        try await Task.sleep(for: .milliseconds(300))
+        sendWithoutWaiting(third, frame(7, 1_900_000))
+        #expect(await server.eventually(timeout: .seconds(10)) { reply(third, 7) != nil }, "a closed connection's frame kept its place")
+        #expect(isOK(reply(third, 7)))
+        try await second.send(Array(d.suffix(1000)))
+        #expect(await server.eventually(timeout: .seconds(10)) { reply(second, 6) != nil })
+        #expect(isOK(reply(second, 6)))
+        await second.close()
+        await third.close()
+        try await server.stop()
+    }
+
     @Test func deadlineExceeded() async throws {
         let server = try await TestServer.start { _ in } routes: { $0.registerEcho() }
         let client = try await server.client("orchestrator")
