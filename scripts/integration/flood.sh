@@ -7,7 +7,8 @@
 # where the renewal runs), count the refusals in /metrics, and decide again afterwards with a
 # ledger that verifies. Then clients that send calls and read none of the replies: a reading client
 # beside them must be refused while their unsent replies fill the same bound, and the node must
-# decide again once they are gone.
+# decide again once they are gone. Then connections that each send most of a large frame and stop:
+# the node must hold only the bound of frames still arriving, and leave the rest unread.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/scratch-node.bash"
 trap scratch_cleanup EXIT
@@ -71,6 +72,23 @@ peak_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
 echo "    the node's peak resident memory: $(( peak_kb / 1024 )) MB"
 check "peak memory still under $PEAK_LIMIT_MB MB" "$([ $(( peak_kb / 1024 )) -lt $PEAK_LIMIT_MB ] && echo 0 || echo 1)"
 check_decides_again "the node decides once they are gone"
+
+# Frames sent in part: what the connections have sent of frames not yet complete is bounded too
+# (by as much as limits.max_request_bytes_in_flight, 256 MiB here); the rest waits unread. The
+# peak is reset first (clear_refs), so that it is this part's alone.
+rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+echo 5 > "/proc/$pid/clear_refs"
+echo "partial: 600 connections each send 3.9 MB of a 4 MB frame and stop"
+"$PY" "$ROOT/Tests/flood/partial.py" 127.0.0.1 "$port" "$LOCAL/pki" 600 3 | tee "$work/partial.out" | sed 's/^/    /'
+peak_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
+grew_mb=$(( (peak_kb - rss_kb) / 1024 ))
+echo "    the node's resident memory: $(( rss_kb / 1024 )) MB before, $(( peak_kb / 1024 )) MB at the peak"
+check "the node grew by under 1,000 MB for 2,340 MB of frames sent in part (by $grew_mb MB)" "$([ "$grew_mb" -lt 1000 ] && echo 0 || echo 1)"
+check "the connections were closed" "$(grep -qx closed "$work/partial.out"; echo $?)"
+scrape "$mport" >"$work/metrics.txt"
+paused=$(metric 'countersign_reads_paused_total{reason="incomplete_frame_bytes"}')
+check "countersign_reads_paused_total counts the connections left unread (${paused:-absent})" "$([ "${paused:-0}" -gt 0 ] && echo 0 || echo 1)"
+check_decides_again "the node decides after them"
 check_ledger_verifies "the ledger verifies"
 echo "flood: $passed passed, $failed failed"
 [ "$failed" = 0 ]
