@@ -334,11 +334,18 @@ public final class Ledger: Sendable {
 
     /// Signs and stores a checkpoint of the tree as committed now (on demand). Returns the
     /// existing one when the newest checkpoint already has this size.
+    ///
+    /// The signing key is chosen before the tree is read: a rotation makes the new key active only
+    /// once the transition that trusts it has committed, so a tree read afterwards holds that
+    /// transition. Signing with whatever key is active after the tree was read could sign a tree
+    /// from before the transition with the new key, which `ledger verify` rightly refuses
+    /// ("signed by key …, which is not trusted"), for ever.
     /// - Throws: ``LedgerError``; the signer's error when it cannot sign.
     @discardableResult
     public func checkpoint() async throws -> StoredCheckpoint {
         guard let signer else { throw LedgerError(.invalidArgument, "this ledger has no signer for checkpoints") }
         guard let epoch = writer.epoch else { throw LedgerError(.leaseLost, "this node holds no lease") }
+        let keyID = try await signer.activeKeyID
         let head: CompactRange
         if let t = writer.committedTree {
             head = t
@@ -347,7 +354,7 @@ public final class Ledger: Sendable {
         }
         if let latest = try? await getCheckpoint(), latest.treeSize >= head.size { return latest }
         let text = Checkpoint(origin: settings.origin, treeSize: head.size, rootHash: head.root)
-        let signed = try await signer.sign(payloadType: PayloadType.checkpoint, payload: text.bytes)
+        let signed = try await signer.sign(payloadType: PayloadType.checkpoint, payload: text.bytes, keyID: keyID)
         let stored = StoredCheckpoint(body: signed.payload, treeSize: head.size, rootHash: head.root, payloadType: signed.payloadType,
                                       signature: signed.signature, keyID: signed.keyID, epoch: epoch)
         let n = Int64(head.size), ep = Int64(epoch)

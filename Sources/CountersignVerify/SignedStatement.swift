@@ -34,4 +34,7 @@ public protocol StatementSigner: Sendable {
     var activeKeyID: String { get async throws }
     /// Signs `PAE(payloadType, payload)` with the active key.
     func sign(payloadType: String, payload: [UInt8]) async throws -> SignedStatement
+    /// Signs `PAE(payloadType, payload)` with the key `keyID`, active or not (a checkpoint signs
+    /// with the key that was active before it read its tree).
+    func sign(payloadType: String, payload: [UInt8], keyID: String) async throws -> SignedStatement
 }

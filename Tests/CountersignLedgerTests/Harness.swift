@@ -93,6 +93,10 @@ struct TokenTestSigner: StatementSigner {
         try await token.sign(payloadType: payloadType, payload: payload, keyID: key.keyID)
     }
 
+    func sign(payloadType: String, payload: [UInt8], keyID: String) async throws -> SignedStatement {
+        try await token.sign(payloadType: payloadType, payload: payload, keyID: keyID)
+    }
+
     /// A decision-like entry with a unique statement, signed in the token.
     func entry(_ n: Int, kind: EntryKind = .decision, requestID: String? = nil) async throws -> LedgerEntry {
         let payload = Array("statement \(n) \(UInt64.random(in: 0...UInt64.max))".utf8)

@@ -62,6 +62,44 @@ import Testing
         }
     }
 
+    /// A rotation that lands while a checkpoint is being signed (after it read its tree): the
+    /// checkpoint is signed by the key that was active when it read the tree, not by the new key,
+    /// which that tree does not trust yet, and the ledger verifies. (Signing with the key active at
+    /// the signature made a checkpoint `ledger verify` refuses for ever; seen once in CI.)
+    @Test func aRotationLandingWhileACheckpointIsSignedLeavesTheLedgerVerifiable() async throws {
+        try await TestTokens.withExclusiveUse(of: "cs-test-server") { try await TestDatabase.withFresh { database in
+            let signer = try TestTokens.shared.signer("cs-test-server")
+            defer { signer.shutdown() }
+            let signing = RotationWhileSigning(signer)
+            // No periodic checkpoints: only the one this test asks for.
+            let ledger = try Ledger(database: database.settings, settings: LedgerSettings(origin: "test.local/ledger", checkpointIntervalMs: 600_000),
+                                    signer: signing, logger: TestEnvironment.logger)
+            let task = Task { await ledger.run() }
+            defer { task.cancel() }
+            try await ledger.acquireLease(holder: "test-node", ttl: .seconds(900))
+            let custodian = Self.custodian(signer, LedgerKeyEventLog(ledger: ledger))
+            let first = try await custodian.bootstrap(by: "officer-1")
+            let proposal = try await custodian.propose(by: "officer-1", reason: "test")
+            signing.beforeNextSignature {
+                _ = try await custodian.approve(proposalID: proposal.proposalID, by: "officer-2")
+            }
+            let checkpoint = try await ledger.checkpoint()
+            #expect(signing.rotated, "the rotation did not land while the checkpoint was signed")
+            #expect(checkpoint.treeSize == 2, "the tree as read before the rotation")
+            #expect(checkpoint.keyID == first.keyID)
+            #expect(try await signer.activeKeyID != first.keyID)
+
+            let later = try await ledger.checkpoint()
+            #expect(later.treeSize == 4)
+            #expect(later.keyID == (try await signer.activeKeyID))
+            let report = try await LedgerAudit.verifyDatabase(
+                database: database.settings, trustedKeys: TrustedKeys([try VerificationKey(spkiDER: first.spkiDER)]),
+                origin: "test.local/ledger", logger: TestEnvironment.logger)
+            #expect(report.problem == nil, "\(String(describing: report.problem))")
+            #expect(report.checkpoints == 2)
+        } }
+    }
+
     @Test func aCeremonyFileIsImportedOnceAndOnlyIfItsChainVerifies() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cs-keys-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -92,5 +130,44 @@ import Testing
             try await loaded.load()
             #expect(await loaded.activeKey?.keyID == key.keyID)
         }
+    }
+}
+
+/// The ledger's signer for the test above: the token's, with a step that runs once just before the
+/// next signature, at the moment a checkpoint has read its tree and signs it.
+final class RotationWhileSigning: StatementSigner, @unchecked Sendable {
+    private let signer: TokenSigner
+    private let lock = NSLock()
+    private var step: (@Sendable () async throws -> Void)?
+    private var ran = false
+
+    init(_ signer: TokenSigner) { self.signer = signer }
+
+    func beforeNextSignature(_ step: @escaping @Sendable () async throws -> Void) {
+        lock.withLock { self.step = step }
+    }
+
+    var rotated: Bool { lock.withLock { ran } }
+
+    var activeKeyID: String { get async throws { try await signer.activeKeyID } }
+
+    func sign(payloadType: String, payload: [UInt8]) async throws -> SignedStatement {
+        try await runStep()
+        return try await signer.sign(payloadType: payloadType, payload: payload)
+    }
+
+    func sign(payloadType: String, payload: [UInt8], keyID: String) async throws -> SignedStatement {
+        try await runStep()
+        return try await signer.sign(payloadType: payloadType, payload: payload, keyID: keyID)
+    }
+
+    private func runStep() async throws {
+        let step = lock.withLock { () -> (@Sendable () async throws -> Void)? in
+            defer { self.step = nil }
+            return self.step
+        }
+        guard let step else { return }
+        try await step()
+        lock.withLock { ran = true }
     }
 }
