@@ -32,9 +32,6 @@ final class IncompleteFrameBytes: Sendable {
     func release(_ bytes: Int) {
         held.withLockedValue { $0 -= bytes }
     }
-
-    /// What the frames still arriving hold now.
-    var bytes: Int { held.withLockedValue { $0 } }
 }
 
 /// Admits a frame that is still arriving into ``IncompleteFrameBytes`` at its declared size, from
@@ -135,11 +132,10 @@ final class FrameAdmission: ChannelDuplexHandler, RemovableChannelHandler {
             headerBytes += 1
             index += 1
             guard headerBytes == Frame.headerSize else { continue }
-            let flags = UInt8(truncatingIfNeeded: header >> 32)
-            let length = Int(UInt32(truncatingIfNeeded: header))
+            let flags = UInt8(truncatingIfNeeded: header >> 32), declaredLength = UInt32(truncatingIfNeeded: header)
             header = 0
             headerBytes = 0
-            guard flags == 0, length <= maxFrameBytes else {
+            guard let length = try? FrameDecoder.payloadSize(flags: flags, length: declaredLength, maxFrameBytes: maxFrameBytes) else {
                 refused = true
                 giveBack()
                 return

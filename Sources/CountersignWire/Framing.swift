@@ -71,10 +71,18 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
         guard let flags = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) else { return nil }
         guard flags == 0 else { throw FrameError(.unsupportedFlags(flags)) }
         guard let length = buffer.getInteger(at: buffer.readerIndex + 1, endianness: .big, as: UInt32.self) else { return nil }
-        guard Int(length) <= maxFrameBytes else { throw FrameError(.tooLarge(declared: length, limit: maxFrameBytes)) }
-        guard buffer.readableBytes >= Frame.headerSize + Int(length) else { return nil }
+        let size = try Self.payloadSize(flags: flags, length: length, maxFrameBytes: maxFrameBytes)
+        guard buffer.readableBytes >= Frame.headerSize + size else { return nil }
         buffer.moveReaderIndex(forwardBy: Frame.headerSize)
-        return buffer.readSlice(length: Int(length))
+        return buffer.readSlice(length: size)
+    }
+
+    /// The payload size a frame header declares, or the error the decoder refuses the frame with
+    /// (flags other than 0, a size above `maxFrameBytes`).
+    public static func payloadSize(flags: UInt8, length: UInt32, maxFrameBytes: Int) throws(FrameError) -> Int {
+        guard flags == 0 else { throw FrameError(.unsupportedFlags(flags)) }
+        guard Int(length) <= maxFrameBytes else { throw FrameError(.tooLarge(declared: length, limit: maxFrameBytes)) }
+        return Int(length)
     }
 
     public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> ByteBuffer? {
