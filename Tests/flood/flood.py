@@ -8,12 +8,13 @@ connection ended before their reply).
 
 Usage: flood.py GENERATED_DIR HOST PORT PKI_DIR PLAN_JSON CALLS CONNECTIONS
 """
-import collections, select, socket, ssl, struct, sys, threading, time, uuid
+import collections, select, ssl, struct, sys, threading, time, uuid
 
 gen, host, port, pki, plan_path = sys.argv[1:6]
 calls, connections = int(sys.argv[6]), int(sys.argv[7])
 sys.path.insert(0, gen)
 from countersign.v1 import envelope_pb2, audit_pb2  # noqa: E402
+import orchestrator  # noqa: E402  (this folder's)
 
 plan = open(plan_path, "rb").read()
 statuses = collections.Counter()
@@ -23,11 +24,7 @@ lock = threading.Lock()
 
 def connection(share):
     global answered
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_verify_locations(f"{pki}/ca.crt")
-    ctx.load_cert_chain(f"{pki}/orchestrator.crt", f"{pki}/orchestrator.key")
-    sock = ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=300), server_hostname="localhost")
+    sock = orchestrator.connect(host, port, pki, timeout=300)
     # Every call is written as fast as TCP takes it, and replies are read as they come, in one
     # thread (Python's ssl sockets may not be used from two at once): the socket is non-blocking,
     # and the loop writes what it can, reads what there is, and waits in select() for either. A

@@ -11,19 +11,16 @@ other error), then closes the hoarding connections and prints `closed`.
 
 Usage: hoard.py GENERATED_DIR HOST PORT PKI_DIR PLAN_JSON SMALL_PLAN_JSON CALLS CONNECTIONS HOLD_SECONDS
 """
-import socket, ssl, struct, sys, threading, time, uuid
+import socket, struct, sys, threading, time, uuid
 
 gen, host, port, pki, plan_path, small_path = sys.argv[1:7]
 calls, connections, hold = int(sys.argv[7]), int(sys.argv[8]), float(sys.argv[9])
 sys.path.insert(0, gen)
 from countersign.v1 import envelope_pb2, audit_pb2  # noqa: E402
+import orchestrator  # noqa: E402  (this folder's)
 
 plan = open(plan_path, "rb").read()
 small = open(small_path, "rb").read()
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-context.minimum_version = ssl.TLSVersion.TLSv1_3
-context.load_verify_locations(f"{pki}/ca.crt")
-context.load_cert_chain(f"{pki}/orchestrator.crt", f"{pki}/orchestrator.key")
 
 
 def frame(call_id, plan_bytes, deadline_ms=120000):
@@ -37,7 +34,7 @@ def frame(call_id, plan_bytes, deadline_ms=120000):
 
 
 def connect():
-    return context.wrap_socket(socket.create_connection((host, int(port)), timeout=30), server_hostname="localhost")
+    return orchestrator.connect(host, port, pki, timeout=30)
 
 
 hoarders = []

@@ -8,14 +8,12 @@ bytes the node's side took in and how many connections got everything through.
 
 Usage: partial.py HOST PORT PKI_DIR CONNECTIONS HOLD_SECONDS
 """
-import socket, ssl, struct, sys, threading, time
+import socket, struct, sys, threading, time
+
+import orchestrator
 
 host, port, pki = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 connections, hold = int(sys.argv[4]), float(sys.argv[5])
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-context.minimum_version = ssl.TLSVersion.TLSv1_3
-context.load_verify_locations(f"{pki}/ca.crt")
-context.load_cert_chain(f"{pki}/orchestrator.crt", f"{pki}/orchestrator.key")
 data = b"\x00" + struct.pack(">I", 4_000_000) + b"\x0a" * 3_900_000
 sent = [0] * connections
 sockets = []
@@ -23,7 +21,7 @@ lock = threading.Lock()
 
 
 def send_most_of_a_frame(i):
-    sock = context.wrap_socket(socket.create_connection((host, port), timeout=30), server_hostname="localhost")
+    sock = orchestrator.connect(host, port, pki, timeout=30)
     with lock:
         sockets.append(sock)
     sock.settimeout(3)
